@@ -1,0 +1,1 @@
+"""Image harmonization with region-wise contrastive learning."""
