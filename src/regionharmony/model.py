@@ -1,0 +1,117 @@
+"""The harmonisation network: residual UNet + S2AM + external style fusion (Fig. 1).
+
+Input: the composite I' (B, 3, H, W) in [0, 1] and the foreground mask M' (B, 1, H, W), stacked
+into 4 channels. Output: the harmonised image H, formed as a residual on the composite,
+
+    H = I' + conv1x1(decoder features),
+
+and returned raw (not clipped). The prediction scored by the metrics is blended through the
+mask, H * M + I' * (1 - M), clipped to [0, 1] (see `blend`); the losses see the raw H.
+
+Sizes: the encoder halves the resolution depth - 1 times, so a side must be a multiple of
+2 ** (depth - 1) (16 at depth 5). Any other size is padded (replicate) up to the next multiple
+and the output cropped back, so every input size works.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from regionharmony.blocks import DecoderLevel, ResidualStack
+from regionharmony.config import Config, ModelConfig, config_from_dict
+from regionharmony.fusion import make_fusion
+
+
+class Harmonizer(nn.Module):
+    """G_dec(G_enc(I')) with S2AM in the decoder and a fusion block after every decoder level."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        widths = [cfg.base_width * 2**i for i in range(cfg.depth)]
+        self.encoder = nn.ModuleList(
+            ResidualStack(cin, cout, cfg.blocks, cfg.norm)
+            for cin, cout in zip([cfg.in_channels, *widths[:-1]], widths, strict=True)
+        )
+        # decoder level j goes from widths[-1-j] to widths[-2-j], coarsest first
+        ups = list(zip(widths[:0:-1], widths[-2::-1], strict=True))
+        self.decoder = nn.ModuleList(
+            DecoderLevel(cin, cout, cfg.blocks, cfg.norm, cfg.attention) for cin, cout in ups
+        )
+        self.fusion = nn.ModuleList(make_fusion(cfg.fusion, cout) for _, cout in ups)
+        self.to_rgb = nn.Conv2d(widths[0], 3, 1)
+
+    @property
+    def multiple(self) -> int:
+        return 2 ** (self.cfg.depth - 1)
+
+    def forward(
+        self, composite: torch.Tensor, mask: torch.Tensor, return_features: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, list[torch.Tensor]]]:
+        """Harmonise; with `return_features` also return the per-level feature maps.
+
+        Features: {"encoder": [E_1 .. E_depth], "decoder": [D_{depth-1} .. D_1]} where E_i is the
+        encoder output at level i (finest first) and D_i the decoder feature at the same
+        resolution, before its fusion block (the D_i of Eq. 2-5), coarsest first.
+        """
+        height, width = composite.shape[-2:]
+        pad_h, pad_w = -height % self.multiple, -width % self.multiple
+        if pad_h or pad_w:
+            composite = F.pad(composite, (0, pad_w, 0, pad_h), mode="replicate")
+            mask = F.pad(mask, (0, pad_w, 0, pad_h), mode="replicate")
+
+        x = torch.cat([composite, mask], dim=1)
+        skips = []
+        for i, level in enumerate(self.encoder):
+            if i:
+                x = F.max_pool2d(x, 2)
+            x = level(x)
+            skips.append(x)
+
+        decoded = []
+        for level, fuse, skip in zip(self.decoder, self.fusion, skips[-2::-1], strict=True):
+            x = level(x, skip, mask)
+            decoded.append(x)
+            x = fuse(x, skip, mask)
+
+        out = (composite + self.to_rgb(x))[..., :height, :width]
+        if return_features:
+            return out, {"encoder": skips, "decoder": decoded}
+        return out
+
+
+def blend(prediction: torch.Tensor, composite: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The prediction the metrics score: H * M + I' * (1 - M), clipped to [0, 1]."""
+    return (prediction * mask + composite * (1 - mask)).clamp(0, 1)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def build_model(cfg: Config) -> Harmonizer:
+    return Harmonizer(cfg.model)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Harmonizer:
+    """Load a trained generator in eval mode.
+
+    `path` is a model directory (holding model.pt and config.json) or its model.pt.
+    """
+    path = Path(path)
+    weights = path / "model.pt" if path.is_dir() else path
+    config_file = weights.parent / "config.json"
+    if not weights.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {weights}")
+    if not config_file.is_file():
+        raise FileNotFoundError(f"model config not found beside the checkpoint: {config_file}")
+    cfg = config_from_dict(json.loads(config_file.read_text()))
+    model = build_model(cfg)
+    state = torch.load(weights, map_location=map_location, weights_only=True)
+    model.load_state_dict(state)
+    return model.to(map_location).eval()
