@@ -13,6 +13,13 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def make_norm(kind: str, channels: int) -> nn.Module:
+    """Affine batch norm (the reference) or affine instance norm (per-image statistics)."""
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    return nn.InstanceNorm2d(channels, affine=True)
+
+
 def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Nearest-neighbour resize of a (B, 1, H, W) mask to `size` (a no-op at the same size)."""
     if mask.shape[-2:] == size:
@@ -36,16 +43,16 @@ class ChannelGate(nn.Module):
 
 
 class LearningBlock(nn.Module):
-    """conv3x3 C->2C, BN, ELU, conv3x3 2C->C, BN, ELU: the spliced-region learner."""
+    """conv3x3 C->2C, norm, ELU, conv3x3 2C->C, norm, ELU: the spliced-region learner."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, norm: str = "batch") -> None:
         super().__init__()
         self.body = nn.Sequential(
             nn.Conv2d(channels, 2 * channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(2 * channels),
+            make_norm(norm, 2 * channels),
             nn.ELU(inplace=True),
             nn.Conv2d(2 * channels, channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(channels),
+            make_norm(norm, channels),
             nn.ELU(inplace=True),
         )
 
@@ -61,12 +68,12 @@ def gaussian_kernel(size: int = 5, sigma: float = 1.0) -> torch.Tensor:
 
 
 class S2AM(nn.Module):
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, norm: str = "batch") -> None:
         super().__init__()
         self.gate_background = ChannelGate(channels)
         self.gate_spliced = ChannelGate(channels)
         self.gate_mixed = ChannelGate(channels)
-        self.block = LearningBlock(channels)
+        self.block = LearningBlock(channels, norm)
         self.register_buffer("smoothing", gaussian_kernel(), persistent=False)
 
     def smooth(self, m: torch.Tensor) -> torch.Tensor:

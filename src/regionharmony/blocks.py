@@ -12,13 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from regionharmony.attention import S2AM
-
-
-def make_norm(kind: str, channels: int) -> nn.Module:
-    if kind == "batch":
-        return nn.BatchNorm2d(channels)
-    return nn.InstanceNorm2d(channels, affine=True)
+from regionharmony.attention import S2AM, make_norm
 
 
 class ResidualStack(nn.Module):
@@ -45,7 +39,7 @@ class DecoderLevel(nn.Module):
         super().__init__()
         self.up = nn.ConvTranspose2d(in_ch, out_ch, 2, stride=2)
         self.norm_up = make_norm(norm, out_ch)
-        self.s2am = S2AM(2 * out_ch) if attention else None
+        self.s2am = S2AM(2 * out_ch, norm) if attention else None
         self.stack = ResidualStack(2 * out_ch, out_ch, blocks, norm)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -65,6 +65,7 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 0
     device: str = "auto"  # auto | cpu | cuda
+    sync_bn: bool = True  # SyncBatchNorm under DDP on GPUs (unsupported on CPU)
     bf16: bool = False
     channels_last: bool = False
     compile: bool = False
@@ -87,7 +88,6 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "paper": {},
     "mini": {
         "model": {"base_width": 8, "depth": 4, "blocks": 1},
-        "loss": {"num_patches": 64},
         "train": {
             "image_size": 64,
             "load_size": 72,

@@ -124,7 +124,9 @@ def region_contrastive_loss(
     fg_patches = crop_patches(prediction * mask, patch_size, stride)
     bg_patches = crop_patches(real * (1 - mask), patch_size, stride)
 
-    total = prediction.new_zeros(())
+    # the zero-weighted head term keeps every head parameter in the graph when no image of the
+    # batch has both regions (data-parallel training requires every parameter to get a gradient)
+    total = sum(p.sum() for p in projection.parameters()) * 0.0
     for b in range(prediction.shape[0]):
         if not (fg_valid[b].any() and bg_valid[b].any()):
             continue

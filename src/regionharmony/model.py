@@ -94,6 +94,22 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+def forward_gflops(model: Harmonizer, size: int) -> float:
+    """Forward GFLOPs per image at size x size, measured by torch.utils.flop_counter."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    device = next(model.parameters()).device
+    composite = torch.rand(1, 3, size, size, device=device)
+    mask = torch.zeros(1, 1, size, size, device=device)
+    mask[..., size // 4 : size // 2, size // 4 : size // 2] = 1
+    was_training = model.training
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(composite, mask)
+    model.train(was_training)
+    return counter.get_total_flops() / 1e9
+
+
 def build_model(cfg: Config) -> Harmonizer:
     return Harmonizer(cfg.model)
 
