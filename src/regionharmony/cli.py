@@ -7,6 +7,7 @@
     regionharmony train       --variant NAME --out DIR       train one model variant
     regionharmony evaluate    --data-root DIR --out DIR      metrics of a model or a baseline
     regionharmony features    --checkpoint DIR --out F.npz   feature maps for Fig. 10
+    regionharmony report      NOTEBOOK --out HTML            execute a notebook, render HTML
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ DELEGATED = {
     "prepare": ("regionharmony.data", "prepare_main"),
     "evaluate": ("regionharmony.evaluate", "main"),
     "features": ("regionharmony.features", "main"),
+    "report": ("regionharmony.report", "main"),
 }
 
 
