@@ -1,13 +1,13 @@
 """`regionharmony` command line: one subcommand per pipeline step.
 
-    regionharmony summary     --profile paper|mini          parameter counts and forward GFLOPs
-    regionharmony make-mini   --out DIR                      build the embedded default dataset
-    regionharmony check-data  --data-root DIR                validate an iHarmony4-layout root
-    regionharmony prepare     --data-root SRC --out DST      resized copy of a root
-    regionharmony train       --variant NAME --out DIR       train one model variant
-    regionharmony evaluate    --data-root DIR --out DIR      metrics of a model or a baseline
-    regionharmony features    --checkpoint DIR --out F.npz   feature maps for Fig. 10
-    regionharmony report      NOTEBOOK --out HTML            execute a notebook, render HTML
+regionharmony summary     --profile paper|mini          parameter counts and forward GFLOPs
+regionharmony make-mini   --out DIR                      build the embedded default dataset
+regionharmony check-data  --data-root DIR                validate an iHarmony4-layout root
+regionharmony prepare     --data-root SRC --out DST      resized copy of a root
+regionharmony train       --variant NAME --out DIR       train one model variant
+regionharmony evaluate    --data-root DIR --out DIR      metrics of a model or a baseline
+regionharmony features    --checkpoint DIR --out F.npz   feature maps for Fig. 10
+regionharmony report      NOTEBOOK --out HTML            execute a notebook, render HTML
 """
 
 from __future__ import annotations
@@ -64,8 +64,11 @@ def resolve(args: argparse.Namespace):
         if args.variant not in variants:
             raise SystemExit(
                 f"unknown variant {args.variant!r}"
-                + (f" in {args.params}; choose one of {sorted(variants)}" if args.params
-                   else ": variants are defined in params.yaml (pass --params)")
+                + (
+                    f" in {args.params}; choose one of {sorted(variants)}"
+                    if args.params
+                    else ": variants are defined in params.yaml (pass --params)"
+                )
             )
         variant = variants[args.variant] or {}
     overrides = params.get("overrides", {}).get(profile, {}) if params else {}
@@ -76,8 +79,13 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params", type=Path, help="params.yaml with profile, overrides and variants")
     p.add_argument("--profile", choices=sorted(PROFILES), help="overrides the params profile")
     p.add_argument("--variant", help="a variant name from params.yaml `variants`")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override one config field, e.g. --set train.epochs=3 (repeatable)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one config field, e.g. --set train.epochs=3 (repeatable)",
+    )
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
@@ -99,11 +107,15 @@ def cmd_summary(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
         return 0
     print(f"profile            {report['profile']} (fusion: {report['fusion']})")
-    print(f"generator params   {report['params_generator']:,} "
-          f"({report['params_generator'] / 1e6:.2f} M)")
+    print(
+        f"generator params   {report['params_generator']:,} "
+        f"({report['params_generator'] / 1e6:.2f} M)"
+    )
     print(f"contrastive head   {report['params_head']:,} ({report['params_head'] / 1e6:.3f} M)")
-    print(f"forward GFLOPs     {report['gflops_per_image']:.3f} per {size}x{size} image "
-          "(torch.utils.flop_counter)")
+    print(
+        f"forward GFLOPs     {report['gflops_per_image']:.3f} per {size}x{size} image "
+        "(torch.utils.flop_counter)"
+    )
     return 0
 
 
@@ -114,8 +126,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     handler = attach_log_file(args.out / "train.log")
     try:
-        trainer = Trainer(cfg, args.data_root, args.out, args.checkpoint_dir, args.subsets,
-                          show_progress=not args.no_progress)
+        trainer = Trainer(
+            cfg,
+            args.data_root,
+            args.out,
+            args.checkpoint_dir,
+            args.subsets,
+            show_progress=not args.no_progress,
+        )
         summary = trainer.run()
     except NonFiniteLossError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -145,8 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_args(p)
     p.add_argument("--data-root", type=Path, required=True, help="iHarmony4-layout dataset root")
     p.add_argument("--out", type=Path, required=True, help="model directory to write")
-    p.add_argument("--checkpoint-dir", type=Path,
-                   help="where resumable checkpoints live (default: OUT/checkpoints)")
+    p.add_argument(
+        "--checkpoint-dir",
+        type=Path,
+        help="where resumable checkpoints live (default: OUT/checkpoints)",
+    )
     p.add_argument("--subsets", nargs="+", help="train on these subsets only (default: all)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)

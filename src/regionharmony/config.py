@@ -88,13 +88,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "paper": {},
     "mini": {
         "model": {"base_width": 8, "depth": 4, "blocks": 1},
-        "train": {
-            "image_size": 64,
-            "load_size": 72,
-            "epochs": 12,
-            "checkpoint_every": 100,
-            "val_limit": 0,
-        },
+        "train": {"image_size": 64, "load_size": 72, "epochs": 8},
     },
 }
 

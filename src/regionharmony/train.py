@@ -91,8 +91,13 @@ def resolve_device(name: str, ddp_local_rank: int = 0) -> torch.device:
 
 def derive_seed(*parts: int) -> int:
     """A 63-bit seed that is a fixed function of its integer parts."""
-    return int(np.random.SeedSequence(list(parts)).generate_state(2, np.uint32).astype(np.uint64)
-               .dot([1 << 31, 1]) % (1 << 63))
+    return int(
+        np.random.SeedSequence(list(parts))
+        .generate_state(2, np.uint32)
+        .astype(np.uint64)
+        .dot([1 << 31, 1])
+        % (1 << 63)
+    )
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
@@ -108,8 +113,11 @@ def code_version() -> str:
             ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", str(here)], cwd=here, capture_output=True,
-            text=True, check=True,
+            ["git", "status", "--porcelain", "--", str(here)],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -155,7 +163,9 @@ class Trainer:
     ) -> None:
         self.cfg, self.tc = cfg, cfg.train
         self.data_root, self.out_dir = Path(data_root), Path(out_dir)
-        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else self.out_dir / "checkpoints"
+        self.checkpoint_dir = (
+            Path(checkpoint_dir) if checkpoint_dir else self.out_dir / "checkpoints"
+        )
         self.subsets = subsets
         self.show_progress = show_progress
 
@@ -178,7 +188,10 @@ class Trainer:
 
         require_valid_root(self.data_root, split="train", subsets=subsets)
         self.train_set = HarmonyDataset(
-            self.data_root, "train", subsets=subsets, train_size=self.tc.image_size,
+            self.data_root,
+            "train",
+            subsets=subsets,
+            train_size=self.tc.image_size,
             load_size=self.tc.load_size,
         )
         self.steps_per_epoch = len(self.train_set) // self.tc.batch_size
@@ -217,7 +230,9 @@ class Trainer:
             plan.append(batch[self.dist.rank * per_rank : (self.dist.rank + 1) * per_rank])
         self.train_set.set_epoch(self.tc.seed, epoch)
         return DataLoader(
-            self.train_set, batch_sampler=plan, num_workers=self.tc.num_workers,
+            self.train_set,
+            batch_sampler=plan,
+            num_workers=self.tc.num_workers,
             pin_memory=self.device.type == "cuda",
         )
 
@@ -248,8 +263,9 @@ class Trainer:
             return False
         state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
         if state["config"] != json.dumps(self.cfg.to_dict(), sort_keys=True):
-            log.warning("ignoring %s: it was written for another configuration",
-                        self.checkpoint_path)
+            log.warning(
+                "ignoring %s: it was written for another configuration", self.checkpoint_path
+            )
             return False
         self.model.load_state_dict(state["generator"])
         self.criterion.load_state_dict(state["head"])
@@ -267,11 +283,13 @@ class Trainer:
         return nullcontext()
 
     def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
-        composite, mask, real = (batch[k].to(self.device, non_blocking=True)
-                                 for k in ("composite", "mask", "real"))
+        composite, mask, real = (
+            batch[k].to(self.device, non_blocking=True) for k in ("composite", "mask", "real")
+        )
         if self.tc.channels_last:
-            composite, mask = (t.contiguous(memory_format=torch.channels_last)
-                               for t in (composite, mask))
+            composite, mask = (
+                t.contiguous(memory_format=torch.channels_last) for t in (composite, mask)
+            )
         seeds = [derive_seed(self.tc.seed, self.step, int(i)) for i in batch["index"]]
         self.model.train()
         with self.autocast():
@@ -294,8 +312,9 @@ class Trainer:
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
         """MSE, PSNR and fMSE of the blended prediction on the validation split (DESIGN.md §4)."""
-        val_set = HarmonyDataset(self.data_root, self.tc.val_split, subsets=self.subsets,
-                                 eval_size=self.tc.image_size)
+        val_set = HarmonyDataset(
+            self.data_root, self.tc.val_split, subsets=self.subsets, eval_size=self.tc.image_size
+        )
         n = len(val_set) if not self.tc.val_limit else min(self.tc.val_limit, len(val_set))
         loader = DataLoader(torch.utils.data.Subset(val_set, range(n)), batch_size=8)
         self.model.eval()
@@ -323,12 +342,27 @@ class Trainer:
         live_train = live_val = None
         if self.dist.main:
             trim_live_logs(self.out_dir / "live", self.step, self.step // self.steps_per_epoch)
-            live_train = Live(str(self.out_dir / "live" / "train"), resume=self.step > 0,
-                              save_dvc_exp=False, dvcyaml=False, report=None)
-            live_val = Live(str(self.out_dir / "live" / "val"), resume=self.step > 0,
-                            save_dvc_exp=False, dvcyaml=False, report=None)
-        progress = tqdm(total=self.total_steps, initial=self.step, unit="step",
-                        disable=not (self.show_progress and self.dist.main), dynamic_ncols=True)
+            live_train = Live(
+                str(self.out_dir / "live" / "train"),
+                resume=self.step > 0,
+                save_dvc_exp=False,
+                dvcyaml=False,
+                report=None,
+            )
+            live_val = Live(
+                str(self.out_dir / "live" / "val"),
+                resume=self.step > 0,
+                save_dvc_exp=False,
+                dvcyaml=False,
+                report=None,
+            )
+        progress = tqdm(
+            total=self.total_steps,
+            initial=self.step,
+            unit="step",
+            disable=not (self.show_progress and self.dist.main),
+            dynamic_ncols=True,
+        )
         last_val: dict[str, float] = {}
         last_terms: dict[str, float] = {}
         while self.step < self.total_steps:
