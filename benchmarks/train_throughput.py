@@ -1,7 +1,8 @@
 """Training throughput of one profile: images/s, seconds per step, peak memory, TFLOP/s.
 
     python benchmarks/train_throughput.py --profile mini --batch-size 8 --device cpu
-    python benchmarks/train_throughput.py --profile paper --device cuda --bf16 --channels-last --compile
+    python benchmarks/train_throughput.py --profile paper --device cuda \
+        --bf16 --channels-last --compile
 
 Synthetic batches (random composites, box masks) isolate the model + loss from data loading
 (see benchmarks/data_loading.py for that). FLOPs per training step are measured once with
