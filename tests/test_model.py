@@ -103,14 +103,27 @@ def test_gradients_reach_every_parameter_including_the_contrastive_head():
     torch.manual_seed(0)
     cfg = build_config("paper")
     model, criterion = build_model(cfg), HarmonizationLoss(cfg.loss)
+    params = list(model.parameters()) + list(criterion.parameters())
+    optimizer = torch.optim.AdamW(params, lr=cfg.train.lr)
     composite, real = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
     mask = torch.zeros(2, 1, 64, 64)
     mask[:, :, 16:48, 8:40] = 1
-    criterion(model(composite, mask), real, mask)["total"].backward()
-    named = list(model.named_parameters()) + list(criterion.named_parameters())
+    # the output conv starts at zero (H = I'), so the first step only moves it; from the
+    # second step on every parameter must receive a gradient
+    for _ in range(2):
+        optimizer.zero_grad()
+        criterion(model(composite, mask), real, mask)["total"].backward()
+        named = list(model.named_parameters()) + list(criterion.named_parameters())
+        optimizer.step()
     missing = [n for n, p in named if p.grad is None or not p.grad.abs().sum() > 0]
     assert not missing, missing
     assert any(n.startswith("projection") for n, _ in criterion.named_parameters())
+
+
+def test_a_fresh_model_is_the_identity_on_the_composite():
+    model = build_model(build_config("mini")).eval()
+    composite, mask = torch.rand(1, 3, 48, 48), (torch.rand(1, 1, 48, 48) > 0.5).float()
+    assert torch.equal(model(composite, mask), composite)
 
 
 def test_blend_keeps_the_background_of_the_composite():

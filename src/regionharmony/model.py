@@ -45,6 +45,10 @@ class Harmonizer(nn.Module):
         )
         self.fusion = nn.ModuleList(make_fusion(cfg.fusion, cout) for _, cout in ups)
         self.to_rgb = nn.Conv2d(widths[0], 3, 1)
+        # start as the identity map H = I' (the "input composite" baseline) and learn the
+        # correction from there
+        nn.init.zeros_(self.to_rgb.weight)
+        nn.init.zeros_(self.to_rgb.bias)
 
     @property
     def multiple(self) -> int:
