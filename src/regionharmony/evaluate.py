@@ -1,0 +1,282 @@
+"""The evaluator: metrics of a trained model, or of the identity baseline, on an iHarmony4 split.
+
+Protocol (DESIGN.md section 4): composite and real resized to size x size bicubic, the binarised
+mask nearest; the model's raw output H is blended, ``H * M + I' * (1 - M)``, clipped to [0, 1]
+and quantised to 8 bits (``round(255 * x)``), the image the official protocol scores after
+saving it, and the one ``--save-images`` writes. The identity baseline ("input composite" row of
+Table II) scores the resized composite itself. Metrics per image: `metrics.image_metrics`.
+
+Output, written only when the whole evaluation succeeded (a temporary sibling of OUTDIR renamed
+into place; an existing OUTDIR is replaced only then):
+
+    OUTDIR/per_image.csv   subset, name, fg_ratio, mse, psnr, fmse, ssim, fssim (SSIM raw 0-1)
+    OUTDIR/metrics.json    split, size, source, psnr_range, ssim_mode, per-subset and "All"
+                           means, foreground-ratio bins
+    OUTDIR/images/<subset>/<name>.png   with --save-images
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+from tqdm import tqdm
+
+from regionharmony.data import (
+    SUBSETS,
+    DataError,
+    HarmonyDataset,
+    atomic_directory,
+    require_valid_root,
+)
+from regionharmony.metrics import PSNR_RANGES, SSIM_MODES, aggregate, image_metrics
+
+COLUMNS = ["subset", "name", "fg_ratio", "mse", "psnr", "fmse", "ssim", "fssim"]
+DEFAULT_SSIM_MODE = "iih"  # comparable with the paper's Table III, copied from IIH
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """(B, 3, H, W) in [0, 1] -> uint8 (B, H, W, 3), rounded as an 8-bit image file stores it."""
+    scaled = images.detach().float().clamp(0, 1).mul(255).round()
+    return scaled.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def limited(dataset: HarmonyDataset, limit: int | None) -> HarmonyDataset | Subset:
+    """At most `limit` pairs of each subset (the first ones in list order)."""
+    if not limit:
+        return dataset
+    seen: dict[str, int] = {}
+    keep = []
+    for i, sample in enumerate(dataset.samples):
+        seen[sample.subset] = seen.get(sample.subset, 0) + 1
+        if seen[sample.subset] <= limit:
+            keep.append(i)
+    return Subset(dataset, keep)
+
+
+@torch.no_grad()
+def evaluate_model(
+    model: nn.Module | None,
+    data_root: Path,
+    out: Path,
+    *,
+    split: str = "test",
+    size: int = 256,
+    subsets: list[str] | None = None,
+    psnr_range: str = "official",
+    ssim_mode: str = DEFAULT_SSIM_MODE,
+    save_images: bool = False,
+    limit: int | None = None,
+    device: str = "cpu",
+    batch_size: int = 8,
+    workers: int = 0,
+    source: str | None = None,
+    progress: bool = True,
+) -> dict:
+    """Evaluate `model` (None: the identity baseline, prediction = composite) and write OUTDIR.
+
+    `model(composite, mask)` takes (B, 3, H, W) in [0, 1] and (B, 1, H, W) in {0, 1} and returns
+    the raw harmonised image, which is blended here. Returns the metrics.json content.
+    """
+    if psnr_range not in PSNR_RANGES:
+        raise ValueError(f"psnr_range must be one of {PSNR_RANGES}, got {psnr_range!r}")
+    if ssim_mode not in SSIM_MODES:
+        raise ValueError(f"ssim_mode must be one of {SSIM_MODES}, got {ssim_mode!r}")
+    if size < 11:
+        raise ValueError(f"size must be at least 11 pixels, the SSIM window; got {size}")
+    data_root, out = Path(data_root), Path(out)
+    require_valid_root(data_root, split=split, subsets=subsets)
+    dataset = HarmonyDataset(data_root, split, subsets, eval_size=size)
+    data = limited(dataset, limit)
+    if len(data) == 0:
+        raise DataError(f"{data_root}: the {split} split has no pairs to evaluate")
+    target = resolve_device(device)
+    if model is not None:
+        model = model.to(target).eval()
+    loader = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=workers)
+
+    with atomic_directory(out, replace=True) as tmp:
+        rows = []
+        bar = tqdm(loader, desc=f"evaluate {split}", unit="batch", disable=not progress)
+        for batch in bar:
+            composite, mask = batch["composite"].to(target), batch["mask"].to(target)
+            if model is None:
+                prediction = composite
+            else:
+                raw = model(composite, mask)
+                prediction = (raw * mask + composite * (1 - mask)).clamp(0, 1)
+            preds = to_uint8(prediction)
+            reals = to_uint8(batch["real"])
+            masks = batch["mask"][:, 0].numpy() > 0.5
+            for i, (subset, name) in enumerate(zip(batch["subset"], batch["name"], strict=True)):
+                scores = image_metrics(
+                    preds[i].astype(np.float64),
+                    reals[i].astype(np.float64),
+                    masks[i],
+                    psnr_range=psnr_range,
+                    ssim_mode=ssim_mode,
+                )
+                rows.append({"subset": subset, "name": name, **scores})
+                if save_images:
+                    folder = tmp / "images" / subset
+                    folder.mkdir(parents=True, exist_ok=True)
+                    Image.fromarray(preds[i]).save(folder / f"{name}.png")
+        per_image = pd.DataFrame(rows, columns=COLUMNS)
+        summary = {
+            "split": split,
+            "size": size,
+            "source": source or ("composite" if model is None else "model"),
+            "psnr_range": psnr_range,
+            "ssim_mode": ssim_mode,
+            **aggregate(per_image, SUBSETS),
+        }
+        per_image.to_csv(tmp / "per_image.csv", index=False)
+        (tmp / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def format_summary(summary: dict) -> str:
+    """The per-subset table, SSIM and fSSIM on the paper's 0-100 scale."""
+    lines = [
+        f"{'':<12}{'n':>6}{'MSE':>10}{'PSNR':>8}{'fMSE':>10}{'SSIM':>8}{'fSSIM':>8}",
+    ]
+    for name, s in summary["subsets"].items():
+        lines.append(
+            f"{name:<12}{s['n']:>6}{s['mse']:>10.2f}{s['psnr']:>8.2f}{s['fmse']:>10.2f}"
+            f"{100 * s['ssim']:>8.2f}{100 * s['fssim']:>8.2f}"
+        )
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="regionharmony evaluate",
+        description=(
+            "Score a trained model (--checkpoint) or the identity baseline (--baseline "
+            "composite, the 'input composite' row of Table II) on an iHarmony4-layout split: "
+            "MSE, PSNR, fMSE, SSIM and fSSIM per image, per subset, over all images and by "
+            "foreground ratio. Images are resized to SIZE x SIZE (bicubic; masks nearest); the "
+            "model output is blended through the mask, clipped and quantised to 8 bits. "
+            "Writes OUTDIR/per_image.csv and OUTDIR/metrics.json (SSIM values raw, 0-1), "
+            "only when the whole evaluation succeeds."
+        ),
+    )
+    parser.add_argument("--data-root", type=Path, required=True, metavar="DIR", help="dataset root")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="OUTDIR",
+        help="output directory (replaced only when the evaluation succeeds)",
+    )
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument(
+        "--checkpoint",
+        type=Path,
+        metavar="PATH",
+        help="model directory (model.pt + config.json) or model.pt",
+    )
+    which.add_argument("--baseline", choices=["composite"], help="score the input composite itself")
+    parser.add_argument(
+        "--split", choices=["train", "test"], default="test", help="split (default: test)"
+    )
+    parser.add_argument(
+        "--size",
+        type=int,
+        default=256,
+        help="evaluation resolution, SIZE x SIZE (default: 256; Table IV: 512, 1024)",
+    )
+    parser.add_argument(
+        "--subsets",
+        nargs="+",
+        choices=SUBSETS,
+        metavar="SUBSET",
+        help="evaluate only these of HCOCO HAdobe5k HFlickr Hday2night (default: all present)",
+    )
+    parser.add_argument(
+        "--psnr-range",
+        choices=PSNR_RANGES,
+        default="official",
+        help="PSNR peak: 'official' pred.max()-pred.min() as the dataset's evaluation.py "
+        "(default), '255', or 'target' target.max()",
+    )
+    parser.add_argument(
+        "--ssim-mode",
+        choices=SSIM_MODES,
+        default=DEFAULT_SSIM_MODE,
+        help="'iih': constants scaled for [0, 1] on 0-255 values, like IIH's script that the "
+        "paper's fSSIM numbers come from (default); 'standard': C1=(0.01*255)^2, "
+        "C2=(0.03*255)^2",
+    )
+    parser.add_argument(
+        "--save-images",
+        action="store_true",
+        help="save the blended predictions as OUTDIR/images/<subset>/<name>.png",
+    )
+    parser.add_argument("--limit", type=int, help="evaluate at most N pairs of each subset")
+    parser.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default="auto",
+        help="where the model runs (default: auto, a GPU when present)",
+    )
+    parser.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
+    parser.add_argument(
+        "--workers", type=int, default=0, help="data-loading worker processes (default 0)"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`regionharmony evaluate`."""
+    args = build_parser().parse_args(argv)
+    model = None
+    source = "composite"
+    if args.checkpoint is not None:
+        from regionharmony.model import load_checkpoint
+
+        try:
+            model = load_checkpoint(args.checkpoint, map_location="cpu")
+        except FileNotFoundError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        source = str(args.checkpoint)
+    try:
+        summary = evaluate_model(
+            model,
+            args.data_root,
+            args.out,
+            split=args.split,
+            size=args.size,
+            subsets=args.subsets,
+            psnr_range=args.psnr_range,
+            ssim_mode=args.ssim_mode,
+            save_images=args.save_images,
+            limit=args.limit,
+            device=args.device,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            source=source,
+            progress=not args.no_progress,
+        )
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(format_summary(summary))
+    print(f"wrote {args.out / 'per_image.csv'} and {args.out / 'metrics.json'}")
+    return 0

@@ -1,0 +1,179 @@
+"""Harmonisation metrics: MSE, PSNR, fMSE, SSIM, fSSIM and their aggregation (DESIGN.md §4).
+
+Every function takes float arrays on the 0-255 scale, prediction first: ``pred`` and
+``target`` (H, W, 3), and where needed a binary foreground ``mask`` (H, W).
+
+* MSE: mean squared error over H * W * 3.
+* fMSE: squared error summed over the foreground pixels and the 3 channels, divided by
+  3 * (foreground pixels).
+* PSNR, per image (the tables average per-image values). ``data_range``: "official" (the
+  default) is ``pred.max() - pred.min()``, as in the dataset's own bcmi ``evaluation.py``;
+  "255" a fixed 255; "target" ``target.max()``.
+* SSIM / fSSIM: Gaussian window 11 x 11, sigma 1.5, population covariances, scikit-image's
+  ``structural_similarity`` (its "reflect" border). SSIM is scikit-image's mean of the map
+  (the border strip of 5 pixels left out, as scikit-image does); fSSIM is the full map averaged
+  over the foreground pixels of each channel, then over the channels (IIH's definition).
+  ``mode``: "iih" (the default) uses constants scaled for [0, 1] inputs, C1 = 0.01 ** 2 and
+  C2 = 0.03 ** 2, while fed 0-255 values, as IIH's ``ih_evaluation.py`` does, whose fSSIM
+  numbers the paper's Table III copies; "standard" uses C1 = (0.01 * 255) ** 2,
+  C2 = (0.03 * 255) ** 2 (Wang et al. 2004). Both are computed by passing ``data_range``
+  1 or 255, since scikit-image sets C = (K * data_range) ** 2.
+* SSIM and fSSIM are stored on their raw 0-1 scale; reports multiply by 100 to print them like
+  the paper's tables.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
+
+PsnrRange = Literal["official", "255", "target"]
+SsimMode = Literal["iih", "standard"]
+PSNR_RANGES: tuple[str, ...] = ("official", "255", "target")
+SSIM_MODES: tuple[str, ...] = ("iih", "standard")
+SSIM_DATA_RANGE = {"iih": 1.0, "standard": 255.0}
+METRICS: tuple[str, ...] = ("mse", "psnr", "fmse", "ssim", "fssim")
+# foreground-ratio bins of the optional breakdown: [low, high) in percent, the last one closed
+FG_BINS: dict[str, tuple[float, float]] = {"0-5": (0, 5), "5-15": (5, 15), "15-100": (15, 100)}
+
+
+def _check(pred: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None) -> None:
+    if pred.shape != target.shape or pred.ndim != 3 or pred.shape[2] != 3:
+        raise ValueError(f"expected two (H, W, 3) arrays, got {pred.shape} and {target.shape}")
+    if mask is not None:
+        if mask.shape != pred.shape[:2]:
+            raise ValueError(f"mask shape {mask.shape} does not match images {pred.shape[:2]}")
+        if not mask.any():
+            raise ValueError("empty foreground mask: foreground metrics are undefined")
+
+
+def mse(pred: np.ndarray, target: np.ndarray) -> float:
+    """Mean squared error over H * W * 3, 0-255 scale."""
+    _check(pred, target)
+    return float(mean_squared_error(np.asarray(target, np.float64), np.asarray(pred, np.float64)))
+
+
+def fmse(pred: np.ndarray, target: np.ndarray, mask: np.ndarray) -> float:
+    """Foreground MSE: sum of squared errors over the foreground pixels and 3 channels, divided
+    by 3 * (foreground pixels)."""
+    mask = np.asarray(mask, bool)
+    _check(pred, target, mask)
+    diff = np.asarray(pred, np.float64)[mask] - np.asarray(target, np.float64)[mask]
+    return float(np.mean(diff**2))
+
+
+def psnr_data_range(pred: np.ndarray, target: np.ndarray, data_range: PsnrRange) -> float:
+    if data_range == "official":
+        return float(np.max(pred) - np.min(pred))
+    if data_range == "255":
+        return 255.0
+    if data_range == "target":
+        return float(np.max(target))
+    raise ValueError(f"unknown PSNR data range {data_range!r}; choose from {PSNR_RANGES}")
+
+
+def psnr(pred: np.ndarray, target: np.ndarray, data_range: PsnrRange = "official") -> float:
+    """Peak signal-to-noise ratio of one image, 10 log10(R^2 / MSE), in dB (inf when equal)."""
+    _check(pred, target)
+    pred, target = np.asarray(pred, np.float64), np.asarray(target, np.float64)
+    peak = psnr_data_range(pred, target, data_range)
+    if np.array_equal(pred, target):
+        return float("inf")
+    return float(peak_signal_noise_ratio(target, pred, data_range=peak))
+
+
+def ssim_map(
+    pred: np.ndarray, target: np.ndarray, mode: SsimMode = "iih"
+) -> tuple[float, np.ndarray]:
+    """(SSIM, full SSIM map (H, W, 3)) with an 11 x 11 Gaussian window, sigma 1.5."""
+    _check(pred, target)
+    if mode not in SSIM_MODES:
+        raise ValueError(f"unknown SSIM mode {mode!r}; choose from {SSIM_MODES}")
+    value, full = structural_similarity(
+        np.asarray(target, np.float64),
+        np.asarray(pred, np.float64),
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+        data_range=SSIM_DATA_RANGE[mode],
+        channel_axis=-1,
+        full=True,
+    )
+    return float(value), full
+
+
+def ssim(pred: np.ndarray, target: np.ndarray, mode: SsimMode = "iih") -> float:
+    """SSIM of one image, raw 0-1 scale."""
+    return ssim_map(pred, target, mode)[0]
+
+
+def masked_map_mean(values: np.ndarray, mask: np.ndarray) -> float:
+    """Mean of an (H, W, C) map over the foreground pixels of each channel, then over C."""
+    return float(np.mean([values[..., c][mask].mean() for c in range(values.shape[-1])]))
+
+
+def fssim(pred: np.ndarray, target: np.ndarray, mask: np.ndarray, mode: SsimMode = "iih") -> float:
+    """Foreground SSIM: the SSIM map averaged over the foreground, then the channels."""
+    mask = np.asarray(mask, bool)
+    _check(pred, target, mask)
+    return masked_map_mean(ssim_map(pred, target, mode)[1], mask)
+
+
+def image_metrics(
+    pred: np.ndarray,
+    target: np.ndarray,
+    mask: np.ndarray,
+    psnr_range: PsnrRange = "official",
+    ssim_mode: SsimMode = "iih",
+) -> dict[str, float]:
+    """Every metric of one image, plus its foreground ratio (0-1)."""
+    mask = np.asarray(mask, bool)
+    _check(pred, target, mask)
+    value, full = ssim_map(pred, target, ssim_mode)
+    return {
+        "fg_ratio": float(mask.mean()),
+        "mse": mse(pred, target),
+        "psnr": psnr(pred, target, psnr_range),
+        "fmse": fmse(pred, target, mask),
+        "ssim": value,
+        "fssim": masked_map_mean(full, mask),
+    }
+
+
+def fg_bin(fg_ratio: float) -> str:
+    """The foreground-ratio bin of an image: [0, 5) %, [5, 15) %, [15, 100] %."""
+    percent = 100 * fg_ratio
+    for name, (low, high) in FG_BINS.items():
+        if low <= percent < high:
+            return name
+    return list(FG_BINS)[-1]
+
+
+def summarise(frame: pd.DataFrame) -> dict[str, float | int | None]:
+    """{"n", and the mean of every metric} over the rows of `frame` (None where it is empty)."""
+    out: dict[str, float | int | None] = {"n": len(frame)}
+    for metric in METRICS:
+        out[metric] = float(frame[metric].mean()) if len(frame) else None
+    return out
+
+
+def aggregate(per_image: pd.DataFrame, subset_order: tuple[str, ...] | None = None) -> dict:
+    """Per-subset, "All" and foreground-ratio-bin means of a per-image table.
+
+    `per_image` has columns subset, fg_ratio and the metrics. "All" is the image-weighted mean
+    over every row (the protocol's "All", not a mean of subset means). Subsets without rows are
+    left out; the three bins are always present (n 0 and null means when empty).
+    """
+    subsets = list(subset_order or [])
+    subsets += [s for s in dict.fromkeys(per_image["subset"]) if s not in subsets]
+    by_subset = {s: summarise(per_image[per_image["subset"] == s]) for s in subsets}
+    by_subset = {s: v for s, v in by_subset.items() if v["n"]}
+    by_subset["All"] = summarise(per_image)
+    bins = per_image["fg_ratio"].map(fg_bin)
+    return {
+        "subsets": by_subset,
+        "fg_ratio_bins": {name: summarise(per_image[bins == name]) for name in FG_BINS},
+    }

@@ -1,0 +1,176 @@
+"""Metrics of DESIGN.md section 4 against plain numpy references and scikit-image."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.ndimage import gaussian_filter
+from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
+
+from regionharmony.metrics import (
+    aggregate,
+    fg_bin,
+    fmse,
+    fssim,
+    image_metrics,
+    mse,
+    psnr,
+    ssim,
+    ssim_map,
+)
+
+
+@pytest.fixture
+def images():
+    rng = np.random.default_rng(0)
+    target = rng.integers(0, 256, (48, 40, 3)).astype(np.float64)
+    pred = np.clip(target + rng.normal(0, 12, target.shape), 0, 255).round()
+    mask = np.zeros((48, 40), bool)
+    mask[10:30, 5:22] = True
+    pred[mask] = np.clip(pred[mask] * 0.7 + 30, 0, 255)  # a recoloured foreground
+    return pred, target, mask
+
+
+def reference_ssim_map(pred, target, c1, c2):
+    """Wang et al. 2004 with an 11x11 Gaussian (sigma 1.5), reflect border, per channel."""
+
+    def blur(x):
+        return np.stack(
+            [gaussian_filter(x[..., c], 1.5, truncate=3.5, mode="reflect") for c in range(3)], -1
+        )
+
+    mx, my = blur(pred), blur(target)
+    vx, vy = blur(pred * pred) - mx * mx, blur(target * target) - my * my
+    cov = blur(pred * target) - mx * my
+    return ((2 * mx * my + c1) * (2 * cov + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+
+
+def test_mse_and_fmse_against_numpy(images):
+    pred, target, mask = images
+    assert mse(pred, target) == pytest.approx(np.mean((pred - target) ** 2), abs=1e-9)
+    total = sum(
+        (pred[y, x, c] - target[y, x, c]) ** 2
+        for y, x in zip(*np.nonzero(mask), strict=True)
+        for c in range(3)
+    )
+    assert fmse(pred, target, mask) == pytest.approx(total / (3 * mask.sum()), rel=1e-12)
+
+
+def test_definitions_coincide_with_scikit_image(images):
+    pred, target, _ = images
+    ones = np.ones(target.shape[:2], bool)
+    assert abs(mse(pred, target) - mean_squared_error(target, pred)) < 1e-6
+    assert abs(fmse(pred, target, ones) - mse(pred, target)) < 1e-6
+    reference = peak_signal_noise_ratio(target, pred, data_range=255)
+    assert abs(psnr(pred, target, "255") - reference) < 1e-6
+    standard = structural_similarity(
+        target,
+        pred,
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+        data_range=255,
+        channel_axis=-1,
+    )
+    assert abs(ssim(pred, target, "standard") - standard) < 1e-6
+
+
+def test_psnr_data_ranges(images):
+    pred, target, _ = images
+    err = np.mean((pred - target) ** 2)
+    official = 10 * np.log10((pred.max() - pred.min()) ** 2 / err)
+    assert psnr(pred, target) == pytest.approx(official, abs=1e-9)  # the default
+    assert psnr(pred, target, "target") == pytest.approx(
+        10 * np.log10(target.max() ** 2 / err), abs=1e-9
+    )
+    assert psnr(target, target) == float("inf")
+    with pytest.raises(ValueError, match="data range"):
+        psnr(pred, target, "1")
+
+
+@pytest.mark.parametrize(("mode", "c1", "c2"), [("standard", 6.5025, 58.5225), ("iih", 1e-4, 9e-4)])
+def test_ssim_map_constants_match_a_numpy_reference(images, mode, c1, c2):
+    pred, target, mask = images
+    value, full = ssim_map(pred, target, mode)
+    reference = reference_ssim_map(pred, target, c1, c2)
+    np.testing.assert_allclose(full, reference, atol=1e-6)
+    # SSIM: scikit-image's mean, the 5-pixel border strip left out
+    assert value == pytest.approx(reference[5:-5, 5:-5].mean(), abs=1e-6)
+    # fSSIM: the full map over the foreground of each channel, then over channels
+    per_channel = [reference[..., c][mask].mean() for c in range(3)]
+    assert fssim(pred, target, mask, mode) == pytest.approx(np.mean(per_channel), abs=1e-6)
+
+
+def test_iih_mode_differs_from_standard_and_perfect_scores_are_one(images):
+    pred, target, mask = images
+    # on faint texture the constants dominate: (0.03*255)^2 = 58.5 against 0.03^2
+    rng = np.random.default_rng(1)
+    faint = 100 + rng.normal(0, 1, (32, 32, 3))
+    noisy = faint + rng.normal(0, 1, faint.shape)
+    assert ssim(noisy, faint, "standard") > 0.9 > 0.8 > ssim(noisy, faint, "iih")
+    assert ssim(target, target) == pytest.approx(1.0)
+    assert fssim(target, target, mask) == pytest.approx(1.0)
+    ones = np.ones(mask.shape, bool)
+    assert fssim(pred, target, ones) == pytest.approx(ssim_map(pred, target)[1].mean(), abs=1e-9)
+
+
+def test_foreground_metrics_refuse_an_empty_mask(images):
+    pred, target, mask = images
+    with pytest.raises(ValueError, match="empty foreground"):
+        fmse(pred, target, np.zeros_like(mask))
+    with pytest.raises(ValueError, match="shape"):
+        fmse(pred, target, mask[1:])
+
+
+def test_image_metrics_bundle_every_metric(images):
+    pred, target, mask = images
+    scores = image_metrics(pred, target, mask, psnr_range="255", ssim_mode="standard")
+    assert scores["fg_ratio"] == pytest.approx(mask.mean())
+    assert scores["fmse"] == fmse(pred, target, mask)
+    assert scores["psnr"] == psnr(pred, target, "255")
+    assert scores["fssim"] == pytest.approx(fssim(pred, target, mask, "standard"))
+
+
+def test_foreground_ratio_bins():
+    assert [fg_bin(r) for r in (0, 0.0499, 0.05, 0.1499, 0.15, 1.0)] == [
+        "0-5",
+        "0-5",
+        "5-15",
+        "5-15",
+        "15-100",
+        "15-100",
+    ]
+
+
+def test_aggregation_is_image_weighted():
+    frame = pd.DataFrame(
+        {
+            "subset": ["HAdobe5k", "HCOCO", "HCOCO", "HCOCO"],
+            "name": list("abcd"),
+            "fg_ratio": [0.01, 0.1, 0.2, 0.3],
+            "mse": [100.0, 10.0, 20.0, 30.0],
+            "psnr": [30.0, 40.0, 40.0, 40.0],
+            "fmse": [1.0, 2.0, 3.0, 4.0],
+            "ssim": [0.5, 0.9, 0.9, 0.9],
+            "fssim": [0.4, 0.8, 0.8, 0.8],
+        }
+    )
+    result = aggregate(frame, ("HCOCO", "HAdobe5k", "HFlickr", "Hday2night"))
+    assert list(result["subsets"]) == ["HCOCO", "HAdobe5k", "All"]  # absent subsets left out
+    assert result["subsets"]["HCOCO"]["mse"] == pytest.approx(20.0)
+    assert result["subsets"]["All"] == pytest.approx(
+        {"n": 4, "mse": 40.0, "psnr": 37.5, "fmse": 2.5, "ssim": 0.8, "fssim": 0.7}
+    )  # not the mean of subset means (60.0 for MSE)
+    bins = result["fg_ratio_bins"]
+    assert [bins[b]["n"] for b in ("0-5", "5-15", "15-100")] == [1, 1, 2]
+    assert bins["15-100"]["mse"] == pytest.approx(25.0)
+    empty = aggregate(frame[frame["fg_ratio"] > 0.05])
+    assert empty["fg_ratio_bins"]["0-5"] == {
+        "n": 0,
+        "mse": None,
+        "psnr": None,
+        "fmse": None,
+        "ssim": None,
+        "fssim": None,
+    }

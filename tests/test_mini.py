@@ -1,0 +1,83 @@
+"""The embedded default dataset (`make-mini`)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from regionharmony.data import SUBSETS, check_root, count_pairs, list_samples, load_pair
+from regionharmony.mini import FMSE_MIN, main
+
+
+def tree(root):
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def test_same_seed_gives_byte_identical_files(tmp_path):
+    args = ["--size", "40", "--train-per-subset", "3", "--test-per-subset", "2", "--no-progress"]
+    assert main(["--out", str(tmp_path / "a"), *args]) == 0
+    assert main(["--out", str(tmp_path / "b"), *args]) == 0
+    assert main(["--out", str(tmp_path / "c"), "--seed", "1", *args]) == 0
+    a, b, c = tree(tmp_path / "a"), tree(tmp_path / "b"), tree(tmp_path / "c")
+    assert a == b
+    assert a != c
+
+
+def test_layout_is_iharmony4_and_passes_check(mini_root):
+    assert check_root(mini_root) == []
+    assert count_pairs(mini_root) == {
+        "train": dict.fromkeys(SUBSETS, 6),
+        "test": dict.fromkeys(SUBSETS, 4),
+    }
+    for subset in SUBSETS:
+        for folder in ("composite_images", "masks", "real_images"):
+            assert (mini_root / subset / folder).is_dir()
+    names = [s.name for s in list_samples(mini_root, "train") + list_samples(mini_root, "test")]
+    day2night = [n for n in names if n.startswith("d")]
+    assert day2night and all("-" in n.rpartition("_")[0].rpartition("_")[0] for n in day2night)
+    masks = {n.rpartition("_")[0] for n in names}
+    assert len(masks) < len(names)  # several composites per mask
+    some_mask = next(iter((mini_root / "HCOCO" / "masks").iterdir()))
+    image = Image.open(some_mask)
+    assert image.mode == "RGB" and set(np.unique(np.asarray(image))) == {0, 255}
+
+
+def test_composites_recolour_only_the_foreground(mini_root):
+    for split in ("train", "test"):
+        for sample in list_samples(mini_root, split):
+            composite, mask, real = load_pair(sample)
+            diff = (composite.astype(float) - real) ** 2
+            assert diff[mask].mean() > FMSE_MIN / 3, sample.name  # visible, after JPEG
+            # away from the mask (JPEG blocks touching it aside) the pixels agree
+            far = ~ndimage.binary_dilation(mask, iterations=16)
+            if far.any():
+                assert np.abs(composite[far].astype(int) - real[far]).max() <= 2, sample.name
+            assert 0.02 < mask.mean() < 0.45
+
+
+def test_train_and_test_use_disjoint_photographs(mini_root):
+    manifest = json.loads((mini_root / "make_mini.json").read_text())
+    assert not set(manifest["photos"]["train"]) & set(manifest["photos"]["test"])
+    sources = {"train": set(), "test": set()}
+    for split in sources:
+        for sample in list_samples(mini_root, split):
+            real = f"{sample.subset}/{sample.real.name}"
+            sources[split].add(manifest["images"][real]["photo"])
+            assert manifest["images"][real]["photo"] in manifest["photos"][split]
+    assert not sources["train"] & sources["test"]
+
+
+def test_refuses_to_overwrite_without_force(tmp_path, capsys):
+    out = tmp_path / "mini"
+    out.mkdir()
+    (out / "keep").write_text("x")
+    args = ["--out", str(out), "--size", "32", "--train-per-subset", "1", "--test-per-subset", "1"]
+    assert main([*args, "--no-progress"]) == 1
+    assert "--force" in capsys.readouterr().err and (out / "keep").exists()
+    assert main([*args, "--no-progress", "--force"]) == 0
+    assert not (out / "keep").exists() and check_root(out) == []
