@@ -1,0 +1,634 @@
+"""Reports: execute a notebook with papermill, render self-contained, deterministic HTML.
+
+    regionharmony report NOTEBOOK --out reports/NAME.html [-p KEY VALUE ...] [-r KEY VALUE ...]
+                         [--params-yaml FILE [--params-key A.B] [--map NAME=A.B ...]]
+                         [--cwd DIR] [--kernel python3]
+                         [--executed-out reports/NAME.ipynb] [--title TEXT] [--no-input]
+                         [--timeout SECONDS]
+    regionharmony report --index --out reports/index.html --reports reports/*.html
+                         [--profile P] [--data DIR] [--commit C] [--title TEXT]
+
+Execution and rendering happen in one process: the papermill Python API runs the notebook in a
+`python3` kernel (working directory `--cwd`, default the current one, i.e. the repository root
+under `dvc repro`), then nbconvert's HTMLExporter (lab template) renders it. Figures are PNG
+outputs, embedded as data URIs: the HTML is self-contained (only MathJax would come from a CDN).
+
+Parameters: `-p KEY VALUE` parses VALUE as YAML (`-p count 3`, `-p variants "[l1, full]"`),
+`-r KEY VALUE` keeps it a string. From a YAML file (`--params-yaml params.yaml`): `--params-key
+A.B` takes the mapping at A.B as parameters, `--map NAME=A.B` sets one parameter to the value at
+A.B (a DVC stage cannot interpolate a list into its cmd, but can list `evaluate.highres` under
+`params:` and pass `--map highres_sizes=evaluate.highres`). Later sources win: --params-key,
+--map, -p, -r. A name that the notebook's `parameters` cell does not define is refused.
+
+Determinism: papermill records start/end times and durations, nbclient records execution
+timestamps, and nbformat gives an injected cell a random id. `normalise` strips the times, keeps
+the parameters, and gives the injected-parameters cell the fixed id `injected-parameters`, so two
+renders of the same notebook with the same inputs are byte-identical (the report's title comes from
+the notebook, never from the output path). The kernel runs with PYTHONHASHSEED=0 and the inline
+matplotlib backend (an inherited MPLBACKEND=Agg would silently drop every figure).
+
+Failure: a raising cell (or a dead kernel, a timeout) prints the error and exits 1; nothing is
+written at `--out` or `--executed-out` (every file is written to a temporary name, then renamed).
+
+The kernel: `python3` must run this interpreter (the venv), or the notebooks would see other
+packages; `check_kernel` verifies it before executing and says how to fix it if not.
+
+This module also holds the small helpers the notebooks import (`enter_repo_root`,
+`dataset_description`, `provenance_html`); they are light and import nothing heavy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from regionharmony.config import PROFILES
+
+OFFICIAL_COUNTS = {"train": 65742, "test": 7404}  # iHarmony4 (Table I)
+MINI_MANIFEST = "make_mini.json"  # regionharmony.mini.MANIFEST: marks the embedded dataset
+KERNEL_ENV = {
+    "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+    "PYTHONHASHSEED": "0",
+    "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+}
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+class ReportError(RuntimeError):
+    """A report could not be produced; the message says why."""
+
+
+# -- helpers for the notebooks ------------------------------------------------------------------
+def enter_repo_root() -> Path:
+    """Paths in the notebooks are relative to the repository root, where papermill runs them.
+
+    Opened interactively from `notebooks/` (e.g. `make lab`), step up to the root once.
+    Returns the working directory.
+    """
+    here = Path.cwd()
+    if here.name == "notebooks" and (here.parent / "pyproject.toml").is_file():
+        os.chdir(here.parent)
+    return Path.cwd()
+
+
+def _count_lines(path: Path) -> int | None:
+    if not path.is_file():
+        return None
+    return sum(1 for line in path.read_text().splitlines() if line.strip())
+
+
+def dataset_description(data_root: str | Path) -> tuple[str, bool]:
+    """(description, is the official iHarmony4 split) of a dataset root.
+
+    Official means IHD_train.txt / IHD_test.txt list 65742 / 7404 pairs (Table I); the embedded
+    dataset is recognised by the manifest `make-mini` writes into its root.
+    """
+    if not str(data_root):
+        return "dataset root not given: not verified to be iHarmony4", False
+    root = Path(data_root)
+    counts = {split: _count_lines(root / f"IHD_{split}.txt") for split in OFFICIAL_COUNTS}
+    if counts == OFFICIAL_COUNTS:
+        return f"iHarmony4, official split: {counts['train']} train / {counts['test']} test", True
+    if not root.is_dir():
+        return "not found on this machine: not verified to be iHarmony4", False
+    sizes = " / ".join(f"{counts[s] if counts[s] is not None else '?'} {s}" for s in counts)
+    embedded = (root / MINI_MANIFEST).is_file()
+    kind = "the embedded mini dataset" if embedded else "not the official iHarmony4"
+    return f"{kind}: {sizes} pairs", False
+
+
+def _read_source(source: str | Path | Mapping[str, Any]) -> tuple[str, dict[str, Any] | None]:
+    if isinstance(source, Mapping):
+        return str(source.get("_name", "given values")), dict(source)
+    path = Path(source)
+    if not path.is_file():
+        return str(path), None
+    return str(path), json.loads(path.read_text())
+
+
+def _one(values: Iterable[Any], fallback: str = "unknown") -> str:
+    distinct = sorted({str(v) for v in values if v not in (None, "")})
+    if not distinct:
+        return fallback
+    return distinct[0] if len(distinct) == 1 else "mixed: " + ", ".join(distinct)
+
+
+def provenance_html(
+    profile: str = "",
+    data_root: str | Path = "",
+    code_version: str = "",
+    sources: Sequence[str | Path | Mapping[str, Any]] = (),
+) -> str:
+    """The banner every report shows first: profile, dataset, code version, evaluation settings.
+
+    Blank `profile` / `code_version` are filled from the `profile` / `code_version` fields of the
+    JSON `sources` (summary.json, config.json, metrics.json, or dicts such as an npz's meta);
+    the evaluation line comes from the metrics.json fields `split`, `size`, `psnr_range`,
+    `ssim_mode`. Unless the profile is `paper` and the data is the official iHarmony4 split,
+    the banner says plainly that the measured numbers are NOT a reproduction of the paper's.
+    The outer div carries data-* attributes that `build_index` reads back.
+    """
+    read = [_read_source(s) for s in sources]
+    found = [data for _, data in read if data is not None]
+    missing = [name for name, data in read if data is None]
+    from_files = _one(d.get("profile") for d in found)
+    profile = profile or from_files
+    code_version = code_version or _one(d.get("code_version") for d in found)
+    dataset, official = dataset_description(data_root)
+    paper_run = profile == "paper" and official
+
+    e = html.escape
+    lines = [
+        f"<b>Provenance.</b> Profile <code>{e(profile)}</code> &middot; dataset "
+        f"<code>{e(str(data_root) or '?')}</code>: {e(dataset)} &middot; code version "
+        f"<code>{e(code_version)}</code>"
+    ]
+    settings = []
+    for key, label in (
+        ("split", "split"),
+        ("size", "size (px)"),
+        ("psnr_range", "PSNR data range"),
+        ("ssim_mode", "SSIM mode"),
+    ):
+        value = _one((d.get(key) for d in found if "subsets" in d), "")
+        if value:
+            settings.append(f"{label} <code>{e(value)}</code>")
+    if settings:
+        lines.append("Measured evaluation: " + ", ".join(settings) + ".")
+    if from_files not in ("unknown", profile):
+        lines.append(f"Note: the result files say profile <code>{e(from_files)}</code>.")
+    if missing:
+        lines.append("Not found: " + ", ".join(f"<code>{e(m)}</code>" for m in missing) + ".")
+    if paper_run:
+        lines.append(
+            "Measured with the paper profile on iHarmony4: the measured columns are this "
+            "repository's attempt at the paper's numbers."
+        )
+        colour, fill = "#1b5e20", "#e8f5e9"
+    else:
+        if profile == "paper":
+            why = "the paper profile"
+        elif profile in PROFILES:
+            why = f"the small <code>{e(profile)}</code> profile"
+        else:
+            why = f"an unverified profile (<code>{e(profile)}</code>)"
+        if official:
+            where = "iHarmony4"
+        elif "embedded" in dataset:
+            where = f"the embedded dataset <code>{e(str(data_root))}</code>"
+        else:
+            where = "a dataset that is not verified to be the official iHarmony4 split"
+        lines.append(
+            f"<b>NOT a reproduction of the paper's numbers.</b> The measured numbers come from "
+            f"{why} on {where}; they show that the pipeline runs end to end and how the "
+            "variants compare with each other, not what the paper's model scores."
+        )
+        colour, fill = "#b71c1c", "#ffebee"
+    attrs = " ".join(
+        f'data-{k}="{e(str(v))}"'
+        for k, v in (
+            ("profile", profile),
+            ("dataset", data_root),
+            ("code-version", code_version),
+            ("reproduction", "yes" if paper_run else "no"),
+        )
+    )
+    body = "<br>".join(lines)
+    return (
+        f'<div class="rh-provenance" {attrs} style="border: 3px solid {colour}; '
+        f"background: {fill}; padding: 0.8em 1em; margin: 0.5em 0; font-size: 1.05em; "
+        f'line-height: 1.5;">{body}</div>'
+    )
+
+
+# -- execution ----------------------------------------------------------------------------------
+def kernel_interpreter(kernel: str) -> str:
+    """The Python executable that jupyter_client will start for `kernel`."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        spec = KernelSpecManager().get_kernel_spec(kernel)
+    except NoSuchKernel as err:
+        raise ReportError(
+            f"no Jupyter kernel named {kernel!r}; install one for this interpreter with "
+            f"`{sys.executable} -m ipykernel install --sys-prefix`"
+        ) from err
+    exe = spec.argv[0]
+    major, minor = sys.version_info[:2]
+    # jupyter_client runs these names as sys.executable (KernelManager.format_kernel_cmd)
+    if exe in {"python", f"python{major}", f"python{major}.{minor}"}:
+        return sys.executable
+    return exe
+
+
+def check_kernel(kernel: str) -> None:
+    """Refuse a kernel that would run another interpreter than this one (not this venv)."""
+    exe = kernel_interpreter(kernel)
+    if os.path.abspath(exe) == os.path.abspath(sys.executable):
+        return
+    try:
+        prefix = subprocess.run(
+            [exe, "-c", "import sys; print(sys.prefix)"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError) as err:
+        raise ReportError(f"kernel {kernel!r} runs {exe}, which does not start: {err}") from err
+    if os.path.realpath(prefix) != os.path.realpath(sys.prefix):
+        raise ReportError(
+            f"kernel {kernel!r} runs {exe} (prefix {prefix}), not this interpreter "
+            f"{sys.executable} (prefix {sys.prefix}); fix with "
+            f"`{sys.executable} -m ipykernel install --sys-prefix` and check `jupyter kernelspec "
+            "list` (a JUPYTER_PATH entry may shadow it)"
+        )
+
+
+@contextmanager
+def kernel_environment() -> Iterator[None]:
+    """Set KERNEL_ENV in os.environ (the kernel inherits it), restore afterwards."""
+    saved = {key: os.environ.get(key) for key in KERNEL_ENV}
+    os.environ.update(KERNEL_ENV)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def notebook_parameters(notebook: Path) -> dict[str, Any]:
+    """The names and defaults of the notebook's `parameters` cell."""
+    import papermill
+
+    declared = papermill.inspect_notebook(str(notebook))
+    if not declared:
+        raise ReportError(f"{notebook} has no cell tagged `parameters`")
+    return declared
+
+
+def execute(
+    notebook: Path,
+    parameters: Mapping[str, Any],
+    cwd: Path,
+    kernel: str = "python3",
+    timeout: int | None = None,
+):
+    """Run the notebook with papermill (no file written); return the executed NotebookNode."""
+    import matplotlib.font_manager  # noqa: F401  builds the font cache once, outside the report
+    import papermill
+
+    if not notebook.is_file():
+        raise ReportError(f"notebook not found: {notebook}")
+    if not cwd.is_dir():
+        raise ReportError(f"working directory not found: {cwd}")
+    unknown = sorted(set(parameters) - set(notebook_parameters(notebook)))
+    if unknown:
+        raise ReportError(f"{notebook} has no parameter(s) {', '.join(unknown)}")
+    check_kernel(kernel)
+    with kernel_environment():
+        return papermill.execute_notebook(
+            str(notebook),
+            None,
+            parameters=dict(parameters),
+            kernel_name=kernel,
+            cwd=str(cwd),
+            progress_bar=False,
+            log_output=False,
+            execution_timeout=timeout,
+            # the kernel's own log (ipykernel 7 notes the TCP transport at start and a
+            # KeyboardInterrupt at shutdown) clutters the stage log; cell errors and warnings
+            # still reach the notebook, a kernel that dies still fails the report
+            extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
+        )
+
+
+def normalise(nb, notebook_name: str, parameters: Mapping[str, Any]):
+    """Strip what varies between runs (times, durations, random ids); keep the parameters."""
+    nb.metadata["papermill"] = {
+        "input_path": notebook_name,
+        "parameters": json.loads(json.dumps(dict(parameters), default=str)),
+    }
+    seen: set[str] = set()
+    for index, cell in enumerate(nb.cells):
+        cell.metadata.pop("papermill", None)
+        cell.metadata.pop("execution", None)
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            cell.id = "injected-parameters"
+        elif not cell.get("id") or cell.id in seen:
+            cell.id = f"cell-{index}"
+        seen.add(cell.id)
+    return nb
+
+
+def notebook_title(nb, fallback: str) -> str:
+    """The first Markdown `# ` heading of the notebook, else `fallback`."""
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("# "):
+                    return line[2:].strip()
+    return fallback
+
+
+def render_html(nb, title: str, no_input: bool = False) -> str:
+    """nbconvert HTMLExporter (lab template); PNG outputs are embedded as data URIs."""
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(template_name="lab")
+    exporter.exclude_input = no_input
+    exporter.exclude_input_prompt = no_input
+    exporter.exclude_output_prompt = no_input
+    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
+    return body
+
+
+def atomic_write_text(text: str, path: Path) -> None:
+    """Write to a temporary file beside `path` (creating folders), then rename over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def explain(err: BaseException) -> str:
+    """A readable message for a failed execution (the failing cell's error and traceback)."""
+    ename, evalue = getattr(err, "ename", None), getattr(err, "evalue", None)
+    if ename is None:
+        return f"{type(err).__name__}: {err}"
+    lines = [f"cell [{getattr(err, 'exec_count', '?')}] raised {ename}: {evalue}"]
+    lines += [ANSI.sub("", line) for line in getattr(err, "traceback", [])]
+    return "\n".join(lines)
+
+
+def report(
+    notebook: Path,
+    out: Path,
+    parameters: Mapping[str, Any] | None = None,
+    cwd: Path = Path("."),
+    kernel: str = "python3",
+    executed_out: Path | None = None,
+    title: str | None = None,
+    no_input: bool = False,
+    timeout: int | None = None,
+) -> None:
+    """Execute, normalise, render; write the HTML (and the executed notebook) atomically."""
+    import nbformat
+
+    parameters = dict(parameters or {})
+    try:
+        nb = execute(notebook, parameters, cwd, kernel, timeout)
+    except ReportError:
+        raise
+    except Exception as err:  # the cell's error, a dead kernel, a timeout
+        raise ReportError(f"executing {notebook} failed:\n{explain(err)}") from err
+    nb = normalise(nb, notebook.name, parameters)
+    text = render_html(nb, title or notebook_title(nb, notebook.stem), no_input)
+    if executed_out is not None:
+        atomic_write_text(nbformat.writes(nb) + "\n", executed_out)
+    atomic_write_text(text, out)
+
+
+# -- the index page -----------------------------------------------------------------------------
+def report_facts(path: Path) -> dict[str, str]:
+    """Title and provenance (the banner's data-* attributes) of a rendered report."""
+    text = path.read_text(encoding="utf-8")
+    facts = {"title": path.stem}
+    found = re.search(r"<title>(.*?)</title>", text, re.S)
+    if found:
+        facts["title"] = html.unescape(found.group(1).strip())
+    # nbconvert re-serialises output HTML (attributes sorted): match the tag, not its layout
+    banner = re.search(r'<div[^>]*class="rh-provenance"[^>]*>', text)
+    if banner:
+        for key, value in re.findall(r'data-([\w-]+)="([^"]*)"', banner.group(0)):
+            facts[key] = html.unescape(value)
+    return facts
+
+
+def git_commit(cwd: Path = Path(".")) -> str:
+    """`git rev-parse HEAD` (+ '-dirty' with local changes), or 'unknown'."""
+    try:
+        run = {"cwd": cwd, "capture_output": True, "text": True, "check": True}
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], **run).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain"], **run).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("-dirty" if dirty else "")
+
+
+def _same(key: str, value: str, expected: str) -> bool:
+    """Report fact == index fact; dataset roots compare as resolved paths."""
+    if key == "dataset":
+        return os.path.realpath(value) == os.path.realpath(expected)
+    return value == expected
+
+
+def build_index(
+    reports: Sequence[Path],
+    out: Path,
+    profile: str,
+    data: str,
+    commit: str,
+    title: str = "Reports: Image Harmonization with Region-wise Contrastive Learning",
+) -> str:
+    """HTML linking every report, with the profile, dataset and commit that produced them."""
+    e = html.escape
+    dataset, official = dataset_description(data)
+    paper_run = profile == "paper" and official
+    rows = []
+    for path in reports:
+        if not path.is_file():
+            raise ReportError(f"report not found: {path}")
+        facts = report_facts(path)
+        link = os.path.relpath(path, out.parent).replace(os.sep, "/")
+        cells = [f'<a href="{e(link)}">{e(facts["title"])}</a>', f"<code>{e(link)}</code>"]
+        for key, expected in (("profile", profile), ("dataset", data), ("code-version", None)):
+            value = facts.get(key, "?")
+            differs = expected is not None and value != "?" and not _same(key, value, expected)
+            cells.append(f"<code>{e(value)}</code>" + (" &#9888; differs" if differs else ""))
+        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    if paper_run:
+        warning = "<p>Paper profile on the official iHarmony4 split.</p>"
+    else:
+        warning = (
+            "<p class='warn'><b>NOT a reproduction of the paper's numbers:</b> these reports "
+            f"come from the <code>{e(profile)}</code> profile on <code>{e(data)}</code> "
+            f"({e(dataset)}). Each report shows the paper's numbers beside the measured ones, in "
+            "separate columns.</p>"
+        )
+    head = "".join(
+        f"<th>{h}</th>" for h in ("report", "file", "profile", "dataset", "code version")
+    )
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{e(title)}</title>
+<style>
+body {{ font-family: sans-serif; max-width: 70em; margin: 2em auto; padding: 0 1em; }}
+table {{ border-collapse: collapse; }}
+td, th {{ border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; }}
+.warn {{ border: 3px solid #b71c1c; background: #ffebee; padding: 0.6em 1em; }}
+</style>
+</head>
+<body>
+<h1>{e(title)}</h1>
+<p>Produced by profile <code>{e(profile)}</code> on dataset <code>{e(data)}</code>
+({e(dataset)}) at commit <code>{e(commit)}</code>.</p>
+{warning}
+<table>
+<tr>{head}</tr>
+{chr(10).join(rows)}
+</table>
+</body>
+</html>
+"""
+
+
+# -- command line -------------------------------------------------------------------------------
+def _lookup(data: Any, dotted: str, source: Path) -> Any:
+    """data["a"]["b"] for "a.b"; a clear error naming the file if a key is missing."""
+    for key in filter(None, dotted.split(".")):
+        if not isinstance(data, dict) or key not in data:
+            raise ReportError(f"{source} has no key {dotted!r}")
+        data = data[key]
+    return data
+
+
+def parse_parameters(args: argparse.Namespace) -> dict[str, Any]:
+    """Notebook parameters, later sources winning.
+
+    --params-yaml FILE with --params-key A.B (that sub-mapping, whole) <- --map NAME=A.B (one
+    value of FILE each) <- -p KEY VALUE (VALUE parsed as YAML) <- -r KEY VALUE (a string).
+    """
+    params: dict[str, Any] = {}
+    data: Any = None
+    if args.params_yaml:
+        if not args.params_yaml.is_file():
+            raise ReportError(f"parameters file not found: {args.params_yaml}")
+        data = yaml.safe_load(args.params_yaml.read_text()) or {}
+    elif args.params_key or args.map:
+        raise ReportError("--params-key and --map read from --params-yaml, which is missing")
+    if args.params_key:
+        section = _lookup(data, args.params_key, args.params_yaml)
+        if not isinstance(section, dict):
+            raise ReportError(f"{args.params_yaml} {args.params_key}: not a mapping")
+        params.update(section)
+    for item in args.map:
+        name, sep, dotted = item.partition("=")
+        if not (sep and name and dotted):
+            raise ReportError(f"--map expects NAME=DOTTED.KEY, got {item!r}")
+        params[name] = _lookup(data, dotted, args.params_yaml)
+    for key, value in args.param:
+        params[key] = yaml.safe_load(value)
+    for key, value in args.raw_param:
+        params[key] = value
+    return params
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="regionharmony report",
+        description="Execute a notebook (papermill) and render self-contained HTML, or with "
+        "--index write the index page of rendered reports.",
+    )
+    parser.add_argument("notebook", nargs="?", type=Path, help="the .ipynb to execute")
+    parser.add_argument("--out", type=Path, required=True, help="the HTML file to write")
+    parser.add_argument(
+        "-p",
+        "--param",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("KEY", "VALUE"),
+        help="a notebook parameter; VALUE parsed as YAML (repeatable)",
+    )
+    parser.add_argument(
+        "-r",
+        "--raw-param",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("KEY", "VALUE"),
+        help="a notebook parameter kept as a string (repeatable)",
+    )
+    parser.add_argument("--params-yaml", type=Path, help="a YAML file, e.g. params.yaml")
+    parser.add_argument(
+        "--params-key", help="dotted key of a mapping of notebook parameters in --params-yaml"
+    )
+    parser.add_argument(
+        "--map",
+        action="append",
+        default=[],
+        metavar="NAME=DOTTED.KEY",
+        help="notebook parameter NAME = the value at DOTTED.KEY of --params-yaml (repeatable), "
+        "e.g. --map highres_sizes=evaluate.highres",
+    )
+    parser.add_argument("--cwd", type=Path, default=Path("."), help="kernel working directory")
+    parser.add_argument("--kernel", default="python3", help="Jupyter kernel (default python3)")
+    parser.add_argument("--executed-out", type=Path, help="also save the executed .ipynb here")
+    parser.add_argument("--title", help="HTML title (default: the notebook's first # heading)")
+    parser.add_argument("--no-input", action="store_true", help="hide the code cells")
+    parser.add_argument("--timeout", type=int, help="seconds allowed per cell (default: none)")
+    index = parser.add_argument_group("index page (--index)")
+    index.add_argument("--index", action="store_true", help="write the index page instead")
+    index.add_argument("--reports", nargs="+", type=Path, default=[], help="rendered reports")
+    index.add_argument("--profile", default="unknown", help="the profile that produced them")
+    index.add_argument("--data", default="", help="the dataset root that produced them")
+    index.add_argument("--commit", help="the code commit (default: git rev-parse HEAD)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.index:
+            if args.notebook is not None:
+                parser.error("--index takes no NOTEBOOK")
+            if not args.reports:
+                parser.error("--index needs --reports")
+            commit = args.commit or git_commit()
+            kwargs = {"title": args.title} if args.title else {}
+            text = build_index(args.reports, args.out, args.profile, args.data, commit, **kwargs)
+            atomic_write_text(text, args.out)
+        else:
+            if args.notebook is None:
+                parser.error("NOTEBOOK is required (or --index)")
+            report(
+                args.notebook,
+                args.out,
+                parse_parameters(args),
+                args.cwd,
+                args.kernel,
+                args.executed_out,
+                args.title,
+                args.no_input,
+                args.timeout,
+            )
+    except ReportError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
