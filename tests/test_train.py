@@ -74,6 +74,8 @@ def test_interrupted_training_resumes_to_the_same_weights(tiny_root, tmp_path, m
     straight.run()
     expected = weights(straight)
     assert straight.step == straight.total_steps == 8
+    # a finished run leaves no checkpoint, so running it again trains afresh
+    assert not straight.checkpoint_path.exists()
 
     # kill the second run during step 5 (checkpoints exist at steps 2 and 4)
     original = Trainer.train_step
@@ -88,6 +90,10 @@ def test_interrupted_training_resumes_to_the_same_weights(tiny_root, tmp_path, m
         Trainer(cfg, tiny_root, tmp_path / "resumed", show_progress=False).run()
     monkeypatch.setattr(Trainer, "train_step", original)
     assert not (tmp_path / "resumed" / "model.pt").exists()
+
+    # a checkpoint written for other code or configuration is never resumed
+    other = Trainer(tiny_config(lr=5e-4), tiny_root, tmp_path / "resumed", show_progress=False)
+    assert not other.resume() and other.step == 0
 
     resumed = Trainer(cfg, tiny_root, tmp_path / "resumed", show_progress=False)
     resumed.run()

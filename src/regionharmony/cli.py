@@ -135,7 +135,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             show_progress=not args.no_progress,
         )
         summary = trainer.run()
-    except NonFiniteLossError as err:
+    except (NonFiniteLossError, ValueError, FileNotFoundError) as err:
+        # DataError (a broken root, naming the file) is a ValueError
         print(f"error: {err}", file=sys.stderr)
         return 1
     finally:

@@ -59,8 +59,7 @@ class TrainConfig:
     max_steps: int = 0  # 0: no cap beyond `epochs`
     lr_schedule: str = "cosine"  # cosine | constant
     checkpoint_every: int = 500  # steps; a checkpoint is also written at every epoch end
-    val_fraction: float = 0.0  # >0: hold out this share of the train split for per-epoch validation
-    val_split: str = "test"  # used when val_fraction == 0: validate on this split
+    val_split: str = "test"  # per-epoch validation (Fig. 8/9 curves) on this split
     val_limit: int = 0  # 0: all validation images
     seed: int = 0
     num_workers: int = 0
@@ -109,7 +108,7 @@ def _merge(cfg: Config, overrides: dict[str, Any] | None, source: str) -> None:
             expected = type(getattr(target, key))
             if expected is float and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
-            if not isinstance(value, expected):
+            if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
                 raise TypeError(
                     f"{section}.{key} in {source} must be {expected.__name__}, got {value!r}"
                 )
@@ -123,6 +122,12 @@ def validate(cfg: Config) -> Config:
         raise ValueError(f"model.norm must be 'batch' or 'instance', got {cfg.model.norm!r}")
     if cfg.model.depth < 2:
         raise ValueError("model.depth must be at least 2")
+    if cfg.train.lr_schedule not in ("cosine", "constant"):
+        raise ValueError(f"train.lr_schedule must be cosine or constant: {cfg.train.lr_schedule!r}")
+    if cfg.train.checkpoint_every < 1 or cfg.train.epochs < 1 or cfg.train.batch_size < 1:
+        raise ValueError("train.checkpoint_every, train.epochs and train.batch_size must be >= 1")
+    if cfg.train.val_split not in ("train", "test"):
+        raise ValueError(f"train.val_split must be train or test, got {cfg.train.val_split!r}")
     if cfg.loss.num_patches < 1:
         raise ValueError("loss.num_patches (K) must be positive")
     if cfg.train.image_size % 2 ** (cfg.model.depth - 1):

@@ -54,6 +54,7 @@ from typing import Any
 import yaml
 
 from regionharmony.config import PROFILES
+from regionharmony.io import atomic_write_text, code_version
 
 OFFICIAL_COUNTS = {"train": 65742, "test": 7404}  # iHarmony4 (Table I)
 MINI_MANIFEST = "make_mini.json"  # regionharmony.mini.MANIFEST: marks the embedded dataset
@@ -357,17 +358,6 @@ def render_html(nb, title: str, no_input: bool = False) -> str:
     return body
 
 
-def atomic_write_text(text: str, path: Path) -> None:
-    """Write to a temporary file beside `path` (creating folders), then rename over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def explain(err: BaseException) -> str:
     """A readable message for a failed execution (the failing cell's error and traceback)."""
     ename, evalue = getattr(err, "ename", None), getattr(err, "evalue", None)
@@ -420,17 +410,6 @@ def report_facts(path: Path) -> dict[str, str]:
         for key, value in re.findall(r'data-([\w-]+)="([^"]*)"', banner.group(0)):
             facts[key] = html.unescape(value)
     return facts
-
-
-def git_commit(cwd: Path = Path(".")) -> str:
-    """`git rev-parse HEAD` (+ '-dirty' with local changes), or 'unknown'."""
-    try:
-        run = {"cwd": cwd, "capture_output": True, "text": True, "check": True}
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], **run).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], **run).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return commit + ("-dirty" if dirty else "")
 
 
 def _same(key: str, value: str, expected: str) -> bool:
@@ -605,7 +584,7 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error("--index takes no NOTEBOOK")
             if not args.reports:
                 parser.error("--index needs --reports")
-            commit = args.commit or git_commit()
+            commit = args.commit or code_version()
             kwargs = {"title": args.title} if args.title else {}
             text = build_index(args.reports, args.out, args.profile, args.data, commit, **kwargs)
             atomic_write_text(text, args.out)

@@ -5,7 +5,7 @@ The run writes a model directory:
 
     model.pt       final generator weights (a state dict; load with weights_only=True)
     config.json    the resolved configuration
-    summary.json   parameter counts, measured GFLOPs, steps, wall time, code version, losses
+    summary.json   parameter counts, measured GFLOPs, steps, code version, final losses
     train.log      the log
     live/train/    DVCLive: every loss term per step
     live/val/      DVCLive: validation MSE / PSNR / fMSE per epoch (Fig. 8/9 come from here)
@@ -25,11 +25,11 @@ ranks keep per-rank statistics). Rank 0 logs and writes checkpoints.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
 import os
-import subprocess
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -45,6 +45,7 @@ from tqdm import tqdm
 
 from regionharmony.config import Config
 from regionharmony.data import HarmonyDataset, require_valid_root
+from regionharmony.io import PACKAGE_DIR, atomic_write, atomic_write_text, code_version
 from regionharmony.loss import HarmonizationLoss
 from regionharmony.metrics import fmse, mse, psnr
 from regionharmony.model import blend, build_model, count_parameters, forward_gflops
@@ -60,7 +61,6 @@ class NonFiniteLossError(RuntimeError):
 class Distributed:
     rank: int = 0
     world: int = 1
-    local_rank: int = 0
 
     @property
     def main(self) -> bool:
@@ -78,26 +78,31 @@ def init_distributed(device: torch.device) -> Distributed:
         return Distributed()
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Distributed(dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0")))
+    return Distributed(dist.get_rank(), world)
 
 
 def resolve_device(name: str, ddp_local_rank: int = 0) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
+        torch.cuda.set_device(ddp_local_rank)
         return torch.device("cuda", ddp_local_rank)
     return torch.device(name)
 
 
 def derive_seed(*parts: int) -> int:
     """A 63-bit seed that is a fixed function of its integer parts."""
-    return int(
-        np.random.SeedSequence(list(parts))
-        .generate_state(2, np.uint32)
-        .astype(np.uint64)
-        .dot([1 << 31, 1])
-        % (1 << 63)
-    )
+    return int(np.random.SeedSequence(list(parts)).generate_state(1, np.uint64)[0] >> 1)
+
+
+def run_fingerprint(cfg: Config, train_names: list[str]) -> str:
+    """What a checkpoint must match to be resumed: the configuration, the package source and
+    the training list. Any change trains afresh instead of resuming into stale weights."""
+    digest = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode())
+    for source in sorted(PACKAGE_DIR.glob("*.py")):
+        digest.update(source.read_bytes())
+    digest.update("\n".join(train_names).encode())
+    return digest.hexdigest()
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
@@ -105,38 +110,9 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     return torch.randperm(n, generator=generator).tolist()
 
 
-def code_version() -> str:
-    """The git commit of the source tree (with '-dirty' for local changes), or 'unknown'."""
-    here = Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", str(here)],
-            cwd=here,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return commit + ("-dirty" if dirty else "")
-
-
 def atomic_save(obj: Any, path: Path) -> None:
-    """torch.save to a temporary sibling, then rename: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def atomic_write_text(text: str, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """torch.save through `atomic_write`."""
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 class Objective(nn.Module):
@@ -187,6 +163,7 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(params, lr=self.tc.lr, weight_decay=self.tc.weight_decay)
 
         require_valid_root(self.data_root, split="train", subsets=subsets)
+        require_valid_root(self.data_root, split=self.tc.val_split, subsets=subsets)
         self.train_set = HarmonyDataset(
             self.data_root,
             "train",
@@ -205,6 +182,9 @@ class Trainer:
             self.total_steps = min(self.total_steps, self.tc.max_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.lr_factor)
         self.step = 0
+        self.last_terms: dict[str, float] = {}
+        self.last_val: dict[str, float] = {}
+        self.fingerprint = run_fingerprint(cfg, [s.name for s in self.train_set.samples])
 
         generator = torch.compile(self.model) if self.tc.compile else self.model
         self.objective: nn.Module = Objective(generator, self.criterion)
@@ -251,8 +231,8 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "step": torch.tensor(self.step),
-                "torch_rng": torch.get_rng_state(),
-                "config": json.dumps(self.cfg.to_dict(), sort_keys=True),
+                "fingerprint": self.fingerprint,
+                "last": json.dumps({"terms": self.last_terms, "val": self.last_val}),
             },
             self.checkpoint_path,
         )
@@ -262,7 +242,7 @@ class Trainer:
         if not self.checkpoint_path.is_file():
             return False
         state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
-        if state["config"] != json.dumps(self.cfg.to_dict(), sort_keys=True):
+        if state.get("fingerprint") != self.fingerprint:
             log.warning(
                 "ignoring %s: it was written for another configuration", self.checkpoint_path
             )
@@ -272,7 +252,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step = int(state["step"])
-        torch.set_rng_state(state["torch_rng"].cpu())
+        last = json.loads(state["last"])
+        self.last_terms, self.last_val = last["terms"], last["val"]
         log.info("resumed from %s at step %d", self.checkpoint_path, self.step)
         return True
 
@@ -296,6 +277,11 @@ class Trainer:
             terms = self.objective(composite, mask, real, seeds)
         values = {k: v.detach() for k, v in terms.items()}
         bad = [k for k, v in values.items() if not torch.isfinite(v)]
+        if self.dist.active:  # every rank stops together, none waits in an all-reduce
+            flag = torch.tensor(float(bool(bad)), device=self.device)
+            dist.all_reduce(flag)
+            if flag.item() and not bad:
+                bad = ["on another rank"]
         if bad:
             raise NonFiniteLossError(
                 f"non-finite loss at step {self.step + 1} ({', '.join(bad)}); stopping. The last "
@@ -363,46 +349,50 @@ class Trainer:
             disable=not (self.show_progress and self.dist.main),
             dynamic_ncols=True,
         )
-        last_val: dict[str, float] = {}
-        last_terms: dict[str, float] = {}
         while self.step < self.total_steps:
             epoch, in_epoch = divmod(self.step, self.steps_per_epoch)
             tick = time.time()
             for batch in self.batches(epoch, in_epoch):
-                last_terms = self.train_step(batch)
+                self.last_terms = self.train_step(batch)
                 if live_train is not None:
                     live_train.step = self.step
-                    for key, value in last_terms.items():
+                    for key, value in self.last_terms.items():
                         live_train.log_metric(f"loss/{key}", value)
                     live_train.log_metric("lr", self.scheduler.get_last_lr()[0])
                 rate = len(batch["index"]) * self.dist.world / max(time.time() - tick, 1e-9)
                 tick = time.time()
-                progress.set_postfix(loss=f"{last_terms['total']:.4f}", img_s=f"{rate:.1f}")
+                progress.set_postfix(loss=f"{self.last_terms['total']:.4f}", img_s=f"{rate:.1f}")
                 progress.update(1)
-                if self.step % self.tc.checkpoint_every == 0:
+                epoch_end = self.step % self.steps_per_epoch == 0
+                if self.step % self.tc.checkpoint_every == 0 and not epoch_end:
                     self.save_checkpoint()
                 if self.step >= self.total_steps:
                     break
-            self.save_checkpoint()
             if live_train is not None:
                 live_train.make_summary()
             if self.step % self.steps_per_epoch == 0 and self.dist.main:
-                last_val = self.validate()
+                self.last_val = self.validate()
                 live_val.step = self.step // self.steps_per_epoch
-                for key, value in last_val.items():
+                for key, value in self.last_val.items():
                     live_val.log_metric(key, value)
                 live_val.log_metric("step", self.step)
                 live_val.make_summary()
-                log.info("epoch %d: %s", live_val.step, last_val)
+                log.info("epoch %d: %s", live_val.step, self.last_val)
+            # after validation, so that a run killed while validating redoes it on resume
+            self.save_checkpoint()
         progress.close()
         summary: dict[str, Any] = {}
         if self.dist.main:
-            summary = self.write_model_dir(last_terms, last_val, time.time() - started)
+            summary = self.write_model_dir()
+            log.info("trained %d steps in %.1f s this run", self.step, time.time() - started)
+            # a finished run leaves no checkpoint: re-running trains afresh, never "resumes"
+            # into the old final weights
+            self.checkpoint_path.unlink(missing_ok=True)
         if self.dist.active:
             dist.barrier()
         return summary
 
-    def write_model_dir(self, terms: dict[str, float], val: dict[str, float], wall: float):
+    def write_model_dir(self) -> dict[str, Any]:
         summary = {
             "profile": self.cfg.profile,
             "params_generator": count_parameters(self.model),
@@ -412,10 +402,9 @@ class Trainer:
             "steps": self.step,
             "epochs": self.step / self.steps_per_epoch,
             "train_pairs": len(self.train_set),
-            "wall_seconds_this_run": round(wall, 2),
             "code_version": code_version(),
-            "final_train_loss": terms,
-            "final_validation": val,
+            "final_train_loss": self.last_terms,
+            "final_validation": self.last_val,
         }
         atomic_save(self.model.state_dict(), self.out_dir / "model.pt")
         atomic_write_text(json.dumps(self.cfg.to_dict(), indent=2), self.out_dir / "config.json")
