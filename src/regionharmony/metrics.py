@@ -9,15 +9,14 @@ Every function takes float arrays on the 0-255 scale, prediction first: ``pred``
 * PSNR, per image (the tables average per-image values). ``data_range``: "official" (the
   default) is ``pred.max() - pred.min()``, as in the dataset's own bcmi ``evaluation.py``;
   "255" a fixed 255; "target" ``target.max()``.
-* SSIM / fSSIM: Gaussian window 11 x 11, sigma 1.5, population covariances, scikit-image's
-  ``structural_similarity`` (its "reflect" border). SSIM is scikit-image's mean of the map
-  (the border strip of 5 pixels left out, as scikit-image does); fSSIM is the full map averaged
-  over the foreground pixels of each channel, then over the channels (IIH's definition).
-  ``mode``: "iih" (the default) uses constants scaled for [0, 1] inputs, C1 = 0.01 ** 2 and
-  C2 = 0.03 ** 2, while fed 0-255 values, as IIH's ``ih_evaluation.py`` does, whose fSSIM
-  numbers the paper's Table III copies; "standard" uses C1 = (0.01 * 255) ** 2,
-  C2 = (0.03 * 255) ** 2 (Wang et al. 2004). Both are computed by passing ``data_range``
-  1 or 255, since scikit-image sets C = (K * data_range) ** 2.
+* SSIM / fSSIM: Gaussian window 11 x 11, sigma 1.5, population covariances; fSSIM is the full
+  map averaged over the foreground pixels of each channel, then over the channels (IIH's
+  definition). ``mode``: "iih" (the default) reproduces IIH's ``ih_evaluation.py`` (its
+  ``pytorch_ssim``), whose fSSIM numbers the paper's Table III copies: zero padding, SSIM the
+  mean of the whole map, and constants scaled for [0, 1] inputs, C1 = 0.01 ** 2 and
+  C2 = 0.03 ** 2, while fed 0-255 values. "standard" is scikit-image's
+  ``structural_similarity`` (reflect border, the 5-pixel border strip left out of the SSIM
+  mean) with C1 = (0.01 * 255) ** 2, C2 = (0.03 * 255) ** 2 (Wang et al. 2004).
 * SSIM and fSSIM are stored on their raw 0-1 scale; reports multiply by 100 to print them like
   the paper's tables.
 """
@@ -28,6 +27,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+from scipy.ndimage import correlate
 from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
 
 PsnrRange = Literal["official", "255", "target"]
@@ -85,16 +85,50 @@ def psnr(pred: np.ndarray, target: np.ndarray, data_range: PsnrRange = "official
     return float(peak_signal_noise_ratio(target, pred, data_range=peak))
 
 
+def gaussian_window(size: int = 11, sigma: float = 1.5) -> np.ndarray:
+    g = np.exp(-((np.arange(size) - size // 2) ** 2) / (2 * sigma**2))
+    g /= g.sum()
+    return np.outer(g, g)
+
+
+def iih_ssim_map(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The SSIM map of IIH's ``pytorch_ssim`` as ``ih_evaluation.py`` calls it: per channel,
+    11 x 11 Gaussian (sigma 1.5) with ZERO padding of 5 pixels, C1 = 0.01 ** 2, C2 = 0.03 ** 2."""
+    window = gaussian_window()
+
+    def blur(x: np.ndarray) -> np.ndarray:
+        return np.stack(
+            [correlate(x[..., c], window, mode="constant") for c in range(x.shape[-1])], -1
+        )
+
+    c1, c2 = 0.01**2, 0.03**2
+    mu_p, mu_t = blur(pred), blur(target)
+    var_p = blur(pred * pred) - mu_p**2
+    var_t = blur(target * target) - mu_t**2
+    cov = blur(pred * target) - mu_p * mu_t
+    return ((2 * mu_p * mu_t + c1) * (2 * cov + c2)) / (
+        (mu_p**2 + mu_t**2 + c1) * (var_p + var_t + c2)
+    )
+
+
 def ssim_map(
     pred: np.ndarray, target: np.ndarray, mode: SsimMode = "iih"
 ) -> tuple[float, np.ndarray]:
-    """(SSIM, full SSIM map (H, W, 3)) with an 11 x 11 Gaussian window, sigma 1.5."""
+    """(SSIM, full SSIM map (H, W, 3)) with an 11 x 11 Gaussian window, sigma 1.5.
+
+    "iih": IIH's implementation (zero padding, the mean over the whole map); "standard":
+    scikit-image's (reflect border, the 5-pixel border strip left out of the mean).
+    """
     _check(pred, target)
     if mode not in SSIM_MODES:
         raise ValueError(f"unknown SSIM mode {mode!r}; choose from {SSIM_MODES}")
+    pred, target = np.asarray(pred, np.float64), np.asarray(target, np.float64)
+    if mode == "iih":
+        full = iih_ssim_map(pred, target)
+        return float(full.mean()), full
     value, full = structural_similarity(
-        np.asarray(target, np.float64),
-        np.asarray(pred, np.float64),
+        target,
+        pred,
         gaussian_weights=True,
         sigma=1.5,
         use_sample_covariance=False,
