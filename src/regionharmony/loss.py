@@ -133,8 +133,10 @@ def region_contrastive_loss(
         gen = None if seeds is None else torch.Generator().manual_seed(int(seeds[b]))
         fg_idx = sample_indices(fg_valid[b], num_patches, gen)
         bg_idx = sample_indices(bg_valid[b], num_patches, gen)
-        negatives = projection(fg_patches[b, fg_idx])  # {N_k}, the queries too
-        positives = projection(bg_patches[b, bg_idx])  # {P_i}
+        # index_select, not fancy indexing: the latter's backward (index_put with accumulate)
+        # sums repeated rows in a thread-dependent order, which made training irreproducible
+        negatives = projection(fg_patches[b].index_select(0, fg_idx))  # {N_k}, the queries too
+        positives = projection(bg_patches[b].index_select(0, bg_idx))  # {P_i}
         l_pos = (negatives * positives).sum(-1, keepdim=True)
         l_neg = negatives @ negatives.T
         same_location = fg_idx[:, None] == fg_idx[None, :]
