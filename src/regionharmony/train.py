@@ -30,6 +30,7 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -384,7 +385,8 @@ class Trainer:
         summary: dict[str, Any] = {}
         if self.dist.main:
             summary = self.write_model_dir()
-            log.info("trained %d steps in %.1f s this run", self.step, time.time() - started)
+            # wall time on the terminal only: the model directory stays byte-reproducible
+            print(f"trained to step {self.step} in {time.time() - started:.1f} s", file=sys.stderr)
             # a finished run leaves no checkpoint: re-running trains afresh, never "resumes"
             # into the old final weights
             self.checkpoint_path.unlink(missing_ok=True)
@@ -425,7 +427,8 @@ def trim_live_logs(live_dir: Path, train_step: int, val_epoch: int) -> None:
 def attach_log_file(path: Path) -> logging.Handler:
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    # no timestamps: the log is part of the model directory, which a rerun reproduces bit for bit
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     logging.getLogger("regionharmony").addHandler(handler)
     logging.getLogger("regionharmony").setLevel(logging.INFO)
     return handler
