@@ -329,19 +329,15 @@ class Trainer:
         live_train = live_val = None
         if self.dist.main:
             trim_live_logs(self.out_dir / "live", self.step, self.step // self.steps_per_epoch)
-            live_train = Live(
-                str(self.out_dir / "live" / "train"),
-                resume=self.step > 0,
-                save_dvc_exp=False,
-                dvcyaml=False,
-                report=None,
-            )
-            live_val = Live(
-                str(self.out_dir / "live" / "val"),
-                resume=self.step > 0,
-                save_dvc_exp=False,
-                dvcyaml=False,
-                report=None,
+            live_train, live_val = (
+                Live(
+                    str(self.out_dir / "live" / part),
+                    resume=self.step > 0,
+                    save_dvc_exp=False,
+                    dvcyaml=False,
+                    report=None,
+                )
+                for part in ("train", "val")
             )
         progress = tqdm(
             total=self.total_steps,
