@@ -218,9 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--ssim-mode",
         choices=SSIM_MODES,
         default=DEFAULT_SSIM_MODE,
-        help="'iih': constants scaled for [0, 1] on 0-255 values, like IIH's script that the "
-        "paper's fSSIM numbers come from (default); 'standard': C1=(0.01*255)^2, "
-        "C2=(0.03*255)^2",
+        help="'iih': IIH's script that the paper's fSSIM numbers come from (zero padding, "
+        "constants scaled for [0, 1] on 0-255 values; default); 'standard': scikit-image "
+        "(reflect border, C1=(0.01*255)^2, C2=(0.03*255)^2)",
     )
     parser.add_argument(
         "--save-images",
