@@ -37,6 +37,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from regionharmony.io import atomic_write_text
+
 SUBSETS: tuple[str, ...] = ("HCOCO", "HAdobe5k", "HFlickr", "Hday2night")
 SPLITS: tuple[str, ...] = ("train", "test")
 # Official iHarmony4 split sizes (DoveNet, CVPR 2020).
@@ -689,10 +691,7 @@ def check_main(argv: list[str] | None = None) -> int:
             f"{format_counts(counts)}\n"
         )
     if args.report:
-        args.report.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.report.with_name(f".{args.report.name}.tmp{os.getpid()}")
-        tmp.write_text(report)
-        os.replace(tmp, args.report)
+        atomic_write_text(report, args.report)
     (sys.stderr if problems else sys.stdout).write(report)
     return 1 if problems else 0
 

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -49,6 +48,7 @@ import torch
 import torch.nn.functional as F
 
 from regionharmony.data import DataError, Sample, eval_transform, list_samples, load_pair
+from regionharmony.io import atomic_write
 from regionharmony.model import Harmonizer, load_checkpoint
 
 FP16_MAX = float(np.finfo(np.float16).max)
@@ -165,14 +165,13 @@ def model_provenance(checkpoint: Path, model: Harmonizer) -> dict[str, Any]:
 
 
 def atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """np.savez_compressed to a temporary file beside `path`, then rename over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-    try:
-        np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """np.savez_compressed through `atomic_write` (a file object: no '.npz' appended)."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
+            np.savez_compressed(handle, **arrays)
+
+    atomic_write(path, write)
 
 
 def compute(
