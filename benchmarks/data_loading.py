@@ -25,8 +25,9 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from regionharmony.data import HarmonyDataset, prepare_root
-from regionharmony.mini import build_mini
+from regionharmony.data.dataset import HarmonyDataset
+from regionharmony.data.mini import build_mini
+from regionharmony.data.prepare import prepare_root
 
 
 def epoch_seconds(root: Path, epoch: int, args: argparse.Namespace) -> tuple[int, float]:

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from regionharmony.data import SPLITS, SUBSETS, parse_composite_name
-from regionharmony.mini import build_mini
+from regionharmony.data.mini import build_mini
 
 # subset -> split -> composite names; ids with '-' and '_', several k per mask
 DEFAULT_PAIRS: dict[str, dict[str, list[str]]] = {

@@ -10,23 +10,28 @@ import pytest
 import torch
 from PIL import Image
 
+from regionharmony.cli import main as cli_main
 from regionharmony.data import (
     DataError,
-    HarmonyDataset,
-    atomic_directory,
-    check_main,
-    check_root,
-    eval_transform,
     list_samples,
     load_pair,
     make_sample,
     parse_composite_name,
-    prepare_main,
-    prepare_root,
-    require_valid_root,
-    resize_mask,
-    train_transform,
 )
+from regionharmony.data import resize_binary_mask as resize_mask
+from regionharmony.data.check import check_root, require_valid_root
+from regionharmony.data.dataset import HarmonyDataset, eval_transform, train_transform
+from regionharmony.data.prepare import prepare_root
+from regionharmony.io import atomic_directory
+
+
+def check_main(argv: list[str]) -> int:
+    return cli_main(["check-data", *argv])
+
+
+def prepare_main(argv: list[str]) -> int:
+    return cli_main(["prepare", *argv])
+
 
 # -- names and lists ------------------------------------------------------------------------
 

@@ -10,8 +10,13 @@ import pytest
 import torch
 from torch import nn
 
+from regionharmony.cli import main as cli_main
 from regionharmony.data import SUBSETS, DataError
-from regionharmony.evaluate import COLUMNS, evaluate_model, main
+from regionharmony.evaluate import COLUMNS, evaluate_model
+
+
+def main(argv: list[str]) -> int:
+    return cli_main(["evaluate", *argv])
 
 
 class Identity(nn.Module):

@@ -8,9 +8,14 @@ import pytest
 import torch
 from PIL import Image
 
+from regionharmony.cli import main as cli_main
 from regionharmony.config import build_config
-from regionharmony.features import main
 from regionharmony.model import build_model
+
+
+def main(argv: list[str]) -> int:
+    return cli_main(["features", *argv])
+
 
 SUBSETS = ("HCOCO", "Hday2night")
 

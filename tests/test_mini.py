@@ -8,8 +8,14 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from regionharmony.data import SUBSETS, check_root, count_pairs, list_samples, load_pair
-from regionharmony.mini import FMSE_MIN, main
+from regionharmony.cli import main as cli_main
+from regionharmony.data import SUBSETS, list_samples, load_pair
+from regionharmony.data.check import check_root, count_pairs
+from regionharmony.data.mini import FMSE_MIN
+
+
+def main(argv: list[str]) -> int:
+    return cli_main(["make-mini", *argv])
 
 
 def tree(root):

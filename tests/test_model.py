@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from regionharmony.config import build_config
-from regionharmony.fusion import FUSION_BLOCKS, StyleFusion, make_fusion, masked_mean_std
+from regionharmony.fusion import FUSION_BLOCKS, StyleFusion, make_fusion
+from regionharmony.layers import masked_mean_std
 from regionharmony.loss import HarmonizationLoss
 from regionharmony.model import blend, build_model, count_parameters
 

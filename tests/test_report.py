@@ -7,6 +7,7 @@ the tests do not depend on the machine's Jupyter configuration (a separate test 
 plain `python3` kernel resolves to this interpreter too).
 """
 
+import argparse
 import json
 import os
 import shutil
@@ -18,20 +19,30 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from nbformat.v4 import new_code_cell, new_notebook
 from PIL import Image
 
-from regionharmony import features, report
-from regionharmony.config import build_config
-from regionharmony.mini import MANIFEST
+from regionharmony import notebook, report
+from regionharmony.cli import main as cli_main
+from regionharmony.config import build_config, load_params
+from regionharmony.data.layout import MINI_MANIFEST as MANIFEST
 from regionharmony.model import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 SUBSETS = ("HCOCO", "HAdobe5k", "HFlickr", "Hday2night")
-VARIANTS = ("full", "l1", "l1_pixel", "l1_pixel_sf", "k128", "k512", "k1024", "adain", "rain")
+VARIANTS = tuple(load_params(ROOT / "params.yaml")["variants"])
 SIZE, HIGHRES = 32, (64,)
 BANNER = "NOT a reproduction of the paper's numbers"
+
+
+def features_main(argv: list[str]) -> int:
+    return cli_main(["features", *argv])
+
+
+def report_main(argv: list[str]) -> int:
+    return cli_main(["report", *argv])
 
 
 # -- the fake result tree -----------------------------------------------------------------------
@@ -161,7 +172,10 @@ def build_tree(root: Path) -> None:
                 images=False,
             )
     shutil.copytree(ROOT / "paper_results", root / "paper_results")
-    rc = features.main(
+    params = load_params(ROOT / "params.yaml")
+    params["evaluate"]["highres"] = list(HIGHRES)
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    rc = features_main(
         [
             "--checkpoint",
             str(root / "models" / "full"),
@@ -179,16 +193,10 @@ def build_tree(root: Path) -> None:
 
 
 # -- what is rendered ---------------------------------------------------------------------------
-HIGHRES_P = ["-p", "highres_sizes", json.dumps(list(HIGHRES))]
-TABLE7 = [
-    *("-r", "table", "Table VII", "-r", "title", "Number of patches K"),
-    *("-p", "variants", "[k128, full, k512, k1024]"),
-    *("-p", "row_labels", "[K = 128, K = 256, K = 512, K = 1024]"),
-    *("-r", "paper_csv", "paper_results/table7.csv", "-p", "metrics", "[mse, psnr, ssim]"),
-]
+TABLE7 = ["-r", "table", "table7"]  # its rows come from params.yaml reports.table7
 RENDERS = {
     "table2_table3": ("table2_table3", []),
-    "table4_highres": ("table4_highres", HIGHRES_P),
+    "table4_highres": ("table4_highres", []),
     "table6": ("ablation", []),
     "table7": ("ablation", TABLE7),
     "fusion_curves": ("fusion_curves", []),
@@ -225,16 +233,16 @@ def tree(tmp_path_factory):
 
 def render(tree: Path, notebook: str, extra: list[str], out: Path, *more: str) -> int:
     argv = [str(NOTEBOOKS / f"{notebook}.ipynb"), "--out", str(out), "--cwd", str(tree)]
-    return report.main([*argv, *extra, *more])
+    return report_main([*argv, *extra, *more])
 
 
 @pytest.fixture(scope="module")
 def rendered(tree, hermetic_kernel):
     out = {}
-    for name, (notebook, extra) in RENDERS.items():
+    for name, (notebook_name, extra) in RENDERS.items():
         html = tree / "reports" / f"{name}.html"
         executed = tree / "reports" / f"{name}.ipynb"
-        assert render(tree, notebook, extra, html, "--executed-out", str(executed)) == 0, name
+        assert render(tree, notebook_name, extra, html, "--executed-out", str(executed)) == 0, name
         out[name] = html
     return out
 
@@ -277,7 +285,7 @@ def test_executed_notebook_keeps_parameters_and_no_timestamps(rendered):
     executed = nbformat.read(rendered["table7"].with_suffix(".ipynb"), as_version=4)
     nbformat.validate(executed)
     meta = executed.metadata["papermill"]
-    assert meta["parameters"]["variants"] == ["k128", "full", "k512", "k1024"]
+    assert meta["parameters"]["table"] == "table7"
     assert set(meta) == {"input_path", "parameters"}
     for cell in executed.cells:
         assert "papermill" not in cell.metadata and "execution" not in cell.metadata
@@ -312,7 +320,7 @@ def test_a_raising_notebook_fails_and_writes_nothing(tree, tmp_path, hermetic_ke
     source = tmp_path / "bad.ipynb"
     nbformat.write(nb, source)
     out, executed = tmp_path / "out" / "bad.html", tmp_path / "out" / "bad.ipynb"
-    rc = report.main([str(source), "--out", str(out), "--executed-out", str(executed)])
+    rc = report_main([str(source), "--out", str(out), "--executed-out", str(executed)])
     assert rc == 1
     err = capsys.readouterr().err
     assert "ValueError" in err and "boom in cell" in err
@@ -324,35 +332,19 @@ def test_unknown_parameters_and_missing_inputs_are_refused(tree, tmp_path, capsy
     out = tmp_path / "x.html"
     assert render(tree, "fusion_curves", ["-p", "varaints", "[a]"], out) == 1
     assert "no parameter(s) varaints" in capsys.readouterr().err
-    assert report.main([str(tmp_path / "none.ipynb"), "--out", str(out)]) == 1
+    assert report_main([str(tmp_path / "none.ipynb"), "--out", str(out)]) == 1
     assert "notebook not found" in capsys.readouterr().err
     assert not out.exists()
 
 
-def test_params_yaml_is_read_and_the_command_line_wins(tmp_path):
-    file = tmp_path / "params.yaml"
-    file.write_text(
-        "profile: mini\nevaluate: {size: 64, highres: [128, 256]}\n"
-        "reports:\n  table7:\n    table: Table VII\n    metrics: [mse, psnr]\n"
-    )
-
+def test_parameters_parse_yaml_and_raw_strings_win():
     def parse(*argv: str) -> dict:
-        args = report.build_parser().parse_args(["nb.ipynb", "--out", "x.html", *argv])
-        return report.parse_parameters(args)
+        parser = argparse.ArgumentParser()
+        report.add_arguments(parser)
+        return report.parse_parameters(parser.parse_args(["nb.ipynb", "--out", "x.html", *argv]))
 
-    yaml_args = ["--params-yaml", str(file), "--params-key", "reports.table7"]
-    assert parse(*yaml_args, "-p", "metrics", "[ssim]", "-r", "title", "yes") == {
-        "table": "Table VII",
-        "metrics": ["ssim"],
-        "title": "yes",
-    }
-    mapped = parse("--params-yaml", str(file), "--map", "highres_sizes=evaluate.highres")
-    assert mapped == {"highres_sizes": [128, 256]}
-    assert parse("--params-yaml", str(file), "--map", "p=profile", "-r", "p", "x") == {"p": "x"}
-    with pytest.raises(report.ReportError, match="no key 'evaluate.nope'"):
-        parse("--params-yaml", str(file), "--map", "x=evaluate.nope")
-    with pytest.raises(report.ReportError, match="--params-yaml, which is missing"):
-        parse("--map", "x=profile")
+    assert parse("-p", "metrics", "[ssim]", "-p", "count", "3") == {"metrics": ["ssim"], "count": 3}
+    assert parse("-p", "x", "3", "-r", "x", "3") == {"x": "3"}
 
 
 def test_index_links_every_report_with_its_provenance(rendered, tree):
@@ -360,37 +352,37 @@ def test_index_links_every_report_with_its_provenance(rendered, tree):
     reports = [rendered[name] for name in sorted(rendered)]
     argv = ["--index", "--out", str(out), "--reports", *map(str, reports)]
     argv += ["--profile", "mini", "--data", str(tree / "data" / "mini"), "--commit", "c0ffee"]
-    assert report.main(argv) == 0
+    assert report_main(argv) == 0
     text = out.read_text()
     for path in reports:
         assert f'href="{path.name}"' in text
     assert "c0ffee" in text and "<code>mini</code>" in text and "NOT a reproduction" in text
     assert "Tables II and III" in text and "fakecommit" in text
     first = out.read_bytes()
-    assert report.main(argv) == 0 and out.read_bytes() == first
+    assert report_main(argv) == 0 and out.read_bytes() == first
 
 
 def test_banner_for_the_paper_profile_on_official_data(tmp_path):
     root = tmp_path / "iHarmony4"
     root.mkdir()
-    for split, n in report.OFFICIAL_COUNTS.items():
+    for split, n in notebook.OFFICIAL_TOTALS.items():
         (root / f"IHD_{split}.txt").write_text("HCOCO/composite_images/c_1_1.jpg\n" * n)
     summary = tmp_path / "summary.json"
     summary.write_text(json.dumps({"profile": "paper", "code_version": "abc"}))
-    banner = report.provenance_html("", root, "", [summary])
+    banner = notebook.provenance_html("", root, "", [summary])
     assert "NOT a reproduction" not in banner and 'data-reproduction="yes"' in banner
     assert "iHarmony4, official split" in banner
-    mini = report.provenance_html("mini", root, "abc")
+    mini = notebook.provenance_html("mini", root, "abc")
     assert "NOT a reproduction" in mini and "small <code>mini</code> profile" in mini
-    elsewhere = report.provenance_html("paper", tmp_path / "mini", "abc")
+    elsewhere = notebook.provenance_html("paper", tmp_path / "mini", "abc")
     assert "NOT a reproduction" in elsewhere and "not verified" in elsewhere
     embedded = tmp_path / "embedded"
     embedded.mkdir()
     (embedded / MANIFEST).write_text("{}")
     (embedded / "IHD_test.txt").write_text("HCOCO/composite_images/c_1_1.jpg\n")
-    text, official = report.dataset_description(embedded)
+    text, official = notebook.dataset_description(embedded)
     assert not official and text.startswith("the embedded mini dataset: ? train / 1 test")
-    assert "on the embedded dataset" in report.provenance_html("mini", embedded, "abc")
+    assert "on the embedded dataset" in notebook.provenance_html("mini", embedded, "abc")
 
 
 def test_notebooks_are_committed_clean():

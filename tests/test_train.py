@@ -13,8 +13,8 @@ import torch
 
 from regionharmony.cli import main
 from regionharmony.config import build_config, load_params
+from regionharmony.data.mini import build_mini
 from regionharmony.loss import HarmonizationLoss
-from regionharmony.mini import build_mini
 from regionharmony.train import NonFiniteLossError, Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,7 +50,7 @@ def weights(trainer: Trainer) -> dict[str, torch.Tensor]:
 
 def test_a_few_steps_lower_the_loss(tiny_root, tmp_path):
     trainer = Trainer(tiny_config(lr=2e-3), tiny_root, tmp_path / "m", show_progress=False)
-    batch = next(iter(trainer.batches(0, 0)))
+    batch = next(iter(trainer.plan.batches(0, 0)))
     composite, mask, real = batch["composite"], batch["mask"], batch["real"]
 
     def loss() -> float:
@@ -61,9 +61,9 @@ def test_a_few_steps_lower_the_loss(tiny_root, tmp_path):
             ].item()
 
     before = loss()
-    for step_batch in trainer.batches(0, 0):
+    for step_batch in trainer.plan.batches(0, 0):
         trainer.train_step(step_batch)
-    for step_batch in trainer.batches(1, 0):
+    for step_batch in trainer.plan.batches(1, 0):
         trainer.train_step(step_batch)
     assert loss() < before
 
@@ -75,7 +75,7 @@ def test_interrupted_training_resumes_to_the_same_weights(tiny_root, tmp_path, m
     expected = weights(straight)
     assert straight.step == straight.total_steps == 8
     # a finished run leaves no checkpoint, so running it again trains afresh
-    assert not straight.checkpoint_path.exists()
+    assert not straight.checkpoints.path.exists()
 
     # kill the second run during step 5 (checkpoints exist at steps 2 and 4)
     original = Trainer.train_step
@@ -121,8 +121,8 @@ def test_a_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint(
     monkeypatch.setattr(HarmonizationLoss, "forward", poisoned)
     with pytest.raises(NonFiniteLossError, match=r"step 3 \(l1\)") as err:
         trainer.run()
-    assert str(trainer.checkpoint_path) in str(err.value)
-    state = torch.load(trainer.checkpoint_path, weights_only=True)
+    assert str(trainer.checkpoints.path) in str(err.value)
+    state = torch.load(trainer.checkpoints.path, weights_only=True)
     assert int(state["step"]) == 2
     tensors = [v for v in state["generator"].values() if v.is_floating_point()]
     assert all(torch.isfinite(v).all() for v in tensors)
@@ -132,7 +132,8 @@ def test_cli_writes_the_model_directory(tiny_root, tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text(
         "profile: mini\n"
-        "overrides:\n  mini:\n"
+        "profiles:\n  mini:\n"
+        "    model: {base_width: 8, depth: 4, blocks: 1}\n"
         "    train: {batch_size: 4, epochs: 1, image_size: 32, load_size: 32}\n"
         "variants:\n  rain: {model: {fusion: rain}, loss: {num_patches: 8}}\n"
     )
@@ -171,7 +172,7 @@ root, out = Path(sys.argv[1]), Path(sys.argv[2])
 cfg = build_config("mini", {"model": {"norm": "instance"}, "loss": {"num_patches": 16},
     "train": {"batch_size": 8, "image_size": 32, "load_size": 40, "epochs": 1}})
 trainer = Trainer(cfg, root, out, show_progress=False)
-trainer.train_step(next(iter(trainer.batches(0, 0))))
+trainer.train_step(next(iter(trainer.plan.batches(0, 0))))
 if trainer.dist.main:
     objective = getattr(trainer.objective, "module", trainer.objective)
     grads = {n: p.grad for n, p in objective.named_parameters()}

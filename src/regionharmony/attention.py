@@ -12,19 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def make_norm(kind: str, channels: int) -> nn.Module:
-    """Affine batch norm (the reference) or affine instance norm (per-image statistics)."""
-    if kind == "batch":
-        return nn.BatchNorm2d(channels)
-    return nn.InstanceNorm2d(channels, affine=True)
-
-
-def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Nearest-neighbour resize of a (B, 1, H, W) mask to `size` (a no-op at the same size)."""
-    if mask.shape[-2:] == size:
-        return mask
-    return F.interpolate(mask, size=size, mode="nearest")
+from regionharmony.layers import downsample_mask, make_norm
 
 
 class ChannelGate(nn.Module):
@@ -82,7 +70,7 @@ class S2AM(nn.Module):
         return F.conv2d(F.pad(m, (pad,) * 4, mode="replicate"), self.smoothing.to(m.dtype))
 
     def forward(self, feature: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        m = resize_mask(mask, feature.shape[-2:])
+        m = downsample_mask(mask, feature.shape[-2:])
         fg, bg = self.smooth(m), self.smooth(1 - m)
         spliced = self.block(self.gate_spliced(feature)) + self.gate_mixed(feature)
         return self.gate_background(feature) * bg + spliced * fg

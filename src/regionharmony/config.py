@@ -1,19 +1,29 @@
-"""One typed configuration object for the model, the losses and training.
+"""One typed configuration object for the model, the losses and training, and the one merge
+that builds it.
 
-The dataclass defaults are the paper's recipe (Sec. IV-A, DESIGN.md sections 1, 2 and 5).
-A *profile* is a named set of overrides on top of those defaults; `params.yaml` picks a profile
-and may override any field, and a *variant* (a row of Table VI / VII or a curve of Fig. 8/9)
-is one more set of overrides. Resolution order: defaults <- profile <- params overrides <- variant.
+The dataclass defaults are the paper's recipe (Sec. IV-A, DESIGN.md sections 1, 2 and 5). Every
+other number lives in params.yaml: `profile` names a profile, `profiles.<name>` overrides the
+defaults for it (`paper` is the defaults, nearly untouched; `mini` is the laptop-CPU profile), a
+*variant* (`variants.<name>`: a row of Table VI / VII or a curve of Fig. 8/9) is one more layer,
+and `--set SECTION.KEY=VALUE` on the command line the last one:
+
+    dataclass defaults <- profiles[profile] <- variants[variant] <- --set
+
+Every layer goes through `apply_layer`, which refuses an unknown section or key and a wrong type
+with a `ConfigError` naming the file, the key and what is allowed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from regionharmony.errors import ConfigError
 
 FUSIONS = ("style", "adain", "rain", "none")
 
@@ -81,85 +91,195 @@ class Config:
         return dataclasses.asdict(self)
 
 
-# The paper profile is the dataclass defaults. "mini" is the laptop-CPU profile of the embedded
-# default dataset: the same code at 64 px, narrower, shallower and fewer blocks.
-PROFILES: dict[str, dict[str, dict[str, Any]]] = {
-    "paper": {},
-    "mini": {
-        "model": {"base_width": 8, "depth": 4, "blocks": 1},
-        "train": {"image_size": 64, "load_size": 72, "epochs": 8},
-    },
-}
+PAPER_PROFILE = "paper"  # the dataclass defaults; params.yaml may still set bookkeeping fields
+SECTIONS = ("model", "loss", "train")
 
 
-def _merge(cfg: Config, overrides: dict[str, Any] | None, source: str) -> None:
-    for section, values in (overrides or {}).items():
-        if section == "profile":
+def _type_name(kind: type) -> str:
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
+        kind, kind.__name__
+    )
+
+
+def apply_layer(cfg: Config, layer: Mapping[str, Any] | None, source: str) -> None:
+    """Set the fields a layer names ({section: {key: value}}) on `cfg`, checking each.
+
+    `source` says where the layer comes from (e.g. "params.yaml, variants.rain") and starts
+    every error message.
+    """
+    if layer is None:
+        return
+    if not isinstance(layer, Mapping):
+        raise ConfigError(f"{source}: must be a mapping of sections {', '.join(SECTIONS)}")
+    for section, values in layer.items():
+        if section not in SECTIONS:
+            raise ConfigError(
+                f"{source}: unknown section {section!r}; allowed: {', '.join(SECTIONS)}"
+            )
+        if values is None:
             continue
-        target = getattr(cfg, section, None)
-        if target is None or not dataclasses.is_dataclass(target):
-            raise KeyError(f"unknown config section {section!r} in {source}")
-        if not isinstance(values, dict):
-            raise TypeError(f"config section {section!r} in {source} must be a mapping")
-        names = {f.name: f for f in dataclasses.fields(target)}
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{source}: section {section!r} must be a mapping of key: value")
+        target = getattr(cfg, section)
+        fields = {f.name for f in dataclasses.fields(target)}
         for key, value in values.items():
-            if key not in names:
-                raise KeyError(f"unknown parameter {section}.{key} in {source}")
-            expected = type(getattr(target, key))
-            if expected is float and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
-            if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-                raise TypeError(
-                    f"{section}.{key} in {source} must be {expected.__name__}, got {value!r}"
+            if key not in fields:
+                raise ConfigError(
+                    f"{source}: unknown parameter {section}.{key}; allowed in {section}: "
+                    f"{', '.join(sorted(fields))}"
                 )
-            setattr(target, key, value)
+            setattr(target, key, _checked(value, type(getattr(target, key)), source, section, key))
 
 
-def validate(cfg: Config) -> Config:
-    if cfg.model.fusion not in FUSIONS:
-        raise ValueError(f"model.fusion must be one of {FUSIONS}, got {cfg.model.fusion!r}")
-    if cfg.model.norm not in ("batch", "instance"):
-        raise ValueError(f"model.norm must be 'batch' or 'instance', got {cfg.model.norm!r}")
-    if cfg.model.depth < 2:
-        raise ValueError("model.depth must be at least 2")
-    if cfg.train.lr_schedule not in ("cosine", "constant"):
-        raise ValueError(f"train.lr_schedule must be cosine or constant: {cfg.train.lr_schedule!r}")
-    if cfg.train.checkpoint_every < 1 or cfg.train.epochs < 1 or cfg.train.batch_size < 1:
-        raise ValueError("train.checkpoint_every, train.epochs and train.batch_size must be >= 1")
-    if cfg.train.val_split not in ("train", "test"):
-        raise ValueError(f"train.val_split must be train or test, got {cfg.train.val_split!r}")
-    if cfg.loss.num_patches < 1:
-        raise ValueError("loss.num_patches (K) must be positive")
-    if cfg.train.image_size % 2 ** (cfg.model.depth - 1):
-        raise ValueError(
-            f"train.image_size {cfg.train.image_size} must be divisible by "
-            f"2**(depth-1) = {2 ** (cfg.model.depth - 1)}"
+def _checked(value: Any, expected: type, source: str, section: str, key: str) -> Any:
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        raise ConfigError(
+            f"{source}: {section}.{key} must be {_type_name(expected)}, got {value!r}"
         )
+    return value
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def validate(cfg: Config, source: str = "config") -> Config:
+    """Refuse values that type-check but cannot work, naming the key and what is allowed."""
+    m, t, loss = cfg.model, cfg.train, cfg.loss
+    _require(
+        m.fusion in FUSIONS, f"{source}: model.fusion must be one of {FUSIONS}, got {m.fusion!r}"
+    )
+    _require(m.norm in ("batch", "instance"), f"{source}: model.norm must be batch or instance")
+    _require(m.depth >= 2, f"{source}: model.depth must be at least 2, got {m.depth}")
+    _require(
+        t.lr_schedule in ("cosine", "constant"),
+        f"{source}: train.lr_schedule must be cosine or constant, got {t.lr_schedule!r}",
+    )
+    for key in ("checkpoint_every", "epochs", "batch_size"):
+        value = getattr(t, key)
+        _require(value >= 1, f"{source}: train.{key} must be at least 1, got {value}")
+    _require(
+        t.val_split in ("train", "test"),
+        f"{source}: train.val_split must be train or test, got {t.val_split!r}",
+    )
+    _require(loss.num_patches >= 1, f"{source}: loss.num_patches (K) must be at least 1")
+    multiple = 2 ** (m.depth - 1)
+    _require(
+        t.image_size % multiple == 0,
+        f"{source}: train.image_size {t.image_size} must be divisible by 2**(model.depth-1) = "
+        f"{multiple}",
+    )
+    _require(
+        t.load_size >= t.image_size,
+        f"{source}: train.load_size {t.load_size} is smaller than train.image_size {t.image_size}",
+    )
     return cfg
 
 
-def build_config(
-    profile: str = "paper",
-    overrides: dict[str, Any] | None = None,
-    variant: dict[str, Any] | None = None,
+def resolve_config(
+    params: Mapping[str, Any],
+    profile: str | None = None,
+    variant: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    source: str = "params.yaml",
 ) -> Config:
-    """Resolve defaults <- profile <- overrides <- variant into one validated `Config`."""
-    if profile not in PROFILES:
-        raise KeyError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
+    """defaults <- profiles[profile] <- variants[variant] <- overrides, validated.
+
+    `params` is the content of params.yaml (`load_params`); `profile` defaults to its `profile`.
+    """
+    profile = profile or params.get("profile") or PAPER_PROFILE
+    profiles = params.get("profiles") or {}
+    known = sorted({PAPER_PROFILE, *profiles})
+    if profile not in known:
+        raise ConfigError(
+            f"{source}: unknown profile {profile!r}; choose one of {', '.join(known)}"
+        )
     cfg = Config(profile=profile)
-    _merge(cfg, PROFILES[profile], f"profile {profile!r}")
-    _merge(cfg, overrides, "overrides")
-    _merge(cfg, variant, "variant")
-    return validate(cfg)
+    apply_layer(cfg, profiles.get(profile), f"{source}, profiles.{profile}")
+    if variant is not None:
+        variants = params.get("variants") or {}
+        if variant not in variants:
+            raise ConfigError(
+                f"{source}: unknown variant {variant!r}; choose one of {', '.join(variants)}"
+            )
+        apply_layer(cfg, variants[variant], f"{source}, variants.{variant}")
+    apply_layer(cfg, overrides, "--set")
+    return validate(cfg, source)
 
 
-def config_from_dict(data: dict[str, Any]) -> Config:
+def parse_assignments(items: list[str]) -> dict[str, dict[str, Any]]:
+    """`["train.epochs=3"]` -> {"train": {"epochs": 3}} (values parsed as YAML scalars)."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.partition(".")
+        if not (sep and dot and section and name):
+            raise ConfigError(f"--set expects SECTION.KEY=VALUE, got {item!r}")
+        out.setdefault(section, {})[name] = yaml.safe_load(value)
+    return out
+
+
+def config_from_dict(data: Mapping[str, Any], source: str = "saved config") -> Config:
     """Rebuild a `Config` saved with `Config.to_dict` (e.g. a model directory's config.json)."""
-    cfg = Config(profile=data.get("profile", "paper"))
-    _merge(cfg, {k: v for k, v in data.items() if k != "profile"}, "saved config")
+    cfg = Config(profile=data.get("profile", PAPER_PROFILE))
+    apply_layer(cfg, {k: v for k, v in data.items() if k != "profile"}, source)
+    return validate(cfg, source)
+
+
+def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
+    """params.yaml as a dict; a missing file or a YAML syntax error is a one-line ConfigError."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: parameters file not found") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: unreadable parameters file ({err.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{path}:{where}: YAML syntax error: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: must be a YAML mapping (key: value), got {type(data).__name__}")
+    return data
+
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+def config_from_args(args: Any) -> Config:
+    """The config a command line asks for: --params (default ./params.yaml; without one, only
+    the paper profile is known), --profile, --variant and --set."""
+    path = args.params
+    if path is None:
+        path = DEFAULT_PARAMS if DEFAULT_PARAMS.is_file() else None
+    params = load_params(path) if path is not None else {}
+    source = str(path) if path is not None else "defaults"
+    return resolve_config(params, args.profile, args.variant, parse_assignments(args.set), source)
+
+
+def build_config(
+    profile: str = PAPER_PROFILE,
+    overrides: Mapping[str, Any] | None = None,
+    variant: Mapping[str, Any] | None = None,
+    params_path: str | Path | None = None,
+) -> Config:
+    """A profile of the repository's params.yaml with layers on top, for tests, benchmarks and
+    notebooks: defaults <- profiles[profile] <- `variant` <- `overrides`.
+
+    `params_path` defaults to the params.yaml of the source checkout this package runs from.
+    """
+    path = Path(params_path) if params_path else Path(__file__).resolve().parents[2] / "params.yaml"
+    params = load_params(path) if path.is_file() or profile != PAPER_PROFILE else {}
+    cfg = resolve_config(params, profile, source=str(path))
+    apply_layer(cfg, variant, "variant")
+    apply_layer(cfg, overrides, "overrides")
     return validate(cfg)
-
-
-def load_params(path: str | Path) -> dict[str, Any]:
-    with open(path) as f:
-        return yaml.safe_load(f) or {}

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -30,29 +29,50 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from regionharmony.data import (
-    SUBSETS,
-    DataError,
-    HarmonyDataset,
-    atomic_directory,
-    require_valid_root,
-)
+from regionharmony.data.check import require_valid_root
+from regionharmony.data.dataset import HarmonyDataset
+from regionharmony.data.layout import SUBSETS
+from regionharmony.errors import DataError
+from regionharmony.io import atomic_directory
 from regionharmony.metrics import PSNR_RANGES, SSIM_MODES, aggregate, image_metrics
+from regionharmony.model import blend
+from regionharmony.options import add_data_root, add_device, add_progress, add_split, add_subsets
+from regionharmony.runtime import resolve_device
 
 COLUMNS = ["subset", "name", "fg_ratio", "mse", "psnr", "fmse", "ssim", "fssim"]
 DEFAULT_SSIM_MODE = "iih"  # comparable with the paper's Table III, copied from IIH
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """(B, 3, H, W) in [0, 1] -> uint8 (B, H, W, 3), rounded as an 8-bit image file stores it."""
     scaled = images.detach().float().clamp(0, 1).mul(255).round()
     return scaled.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def score_batch(
+    raw: torch.Tensor | None,
+    composite: torch.Tensor,
+    mask: torch.Tensor,
+    real: torch.Tensor,
+    *,
+    psnr_range: str = "official",
+    ssim_mode: str | None = DEFAULT_SSIM_MODE,
+) -> tuple[np.ndarray, list[dict[str, float]]]:
+    """The evaluation protocol on one batch: blend, clip, round to 8 bits, score each image.
+
+    `raw` is the network's output H (None: the identity baseline, prediction = composite);
+    tensors are (B, C, H, W) in [0, 1], the mask in {0, 1}. Returns the 8-bit predictions
+    (B, H, W, 3) and one `metrics.image_metrics` dict per image (no SSIM when `ssim_mode` is
+    None, which per-epoch validation uses).
+    """
+    prediction = composite if raw is None else blend(raw, composite, mask)
+    preds, reals = to_uint8(prediction), to_uint8(real)
+    masks = mask[:, 0].detach().cpu().numpy() > 0.5
+    scores = [
+        image_metrics(p.astype(np.float64), r.astype(np.float64), m, psnr_range, ssim_mode)
+        for p, r, m in zip(preds, reals, masks, strict=True)
+    ]
+    return preds, scores
 
 
 def limited(dataset: HarmonyDataset, limit: int | None) -> HarmonyDataset | Subset:
@@ -90,14 +110,14 @@ def evaluate_model(
     """Evaluate `model` (None: the identity baseline, prediction = composite) and write OUTDIR.
 
     `model(composite, mask)` takes (B, 3, H, W) in [0, 1] and (B, 1, H, W) in {0, 1} and returns
-    the raw harmonised image, which is blended here. Returns the metrics.json content.
+    the raw harmonised image, which `score_batch` blends. Returns the metrics.json content.
     """
     if psnr_range not in PSNR_RANGES:
-        raise ValueError(f"psnr_range must be one of {PSNR_RANGES}, got {psnr_range!r}")
+        raise DataError(f"psnr_range must be one of {PSNR_RANGES}, got {psnr_range!r}")
     if ssim_mode not in SSIM_MODES:
-        raise ValueError(f"ssim_mode must be one of {SSIM_MODES}, got {ssim_mode!r}")
+        raise DataError(f"ssim_mode must be one of {SSIM_MODES}, got {ssim_mode!r}")
     if size < 11:
-        raise ValueError(f"size must be at least 11 pixels, the SSIM window; got {size}")
+        raise DataError(f"--size must be at least 11 pixels, the SSIM window; got {size}")
     data_root, out = Path(data_root), Path(out)
     require_valid_root(data_root, split=split, subsets=subsets)
     dataset = HarmonyDataset(data_root, split, subsets, eval_size=size)
@@ -111,30 +131,20 @@ def evaluate_model(
 
     with atomic_directory(out, replace=True) as tmp:
         rows = []
-        bar = tqdm(loader, desc=f"evaluate {split}", unit="batch", disable=not progress)
-        for batch in bar:
+        for batch in tqdm(loader, desc=f"evaluate {split}", unit="batch", disable=not progress):
             composite, mask = batch["composite"].to(target), batch["mask"].to(target)
-            if model is None:
-                prediction = composite
-            else:
-                raw = model(composite, mask)
-                prediction = (raw * mask + composite * (1 - mask)).clamp(0, 1)
-            preds = to_uint8(prediction)
-            reals = to_uint8(batch["real"])
-            masks = batch["mask"][:, 0].numpy() > 0.5
-            for i, (subset, name) in enumerate(zip(batch["subset"], batch["name"], strict=True)):
-                scores = image_metrics(
-                    preds[i].astype(np.float64),
-                    reals[i].astype(np.float64),
-                    masks[i],
-                    psnr_range=psnr_range,
-                    ssim_mode=ssim_mode,
-                )
-                rows.append({"subset": subset, "name": name, **scores})
+            raw = None if model is None else model(composite, mask)
+            preds, scores = score_batch(
+                raw, composite, mask, batch["real"], psnr_range=psnr_range, ssim_mode=ssim_mode
+            )
+            for pred, subset, name, score in zip(
+                preds, batch["subset"], batch["name"], scores, strict=True
+            ):
+                rows.append({"subset": subset, "name": name, **score})
                 if save_images:
                     folder = tmp / "images" / subset
                     folder.mkdir(parents=True, exist_ok=True)
-                    Image.fromarray(preds[i]).save(folder / f"{name}.png")
+                    Image.fromarray(pred).save(folder / f"{name}.png")
         per_image = pd.DataFrame(rows, columns=COLUMNS)
         summary = {
             "split": split,
@@ -162,20 +172,16 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="regionharmony evaluate",
-        description=(
-            "Score a trained model (--checkpoint) or the identity baseline (--baseline "
-            "composite, the 'input composite' row of Table II) on an iHarmony4-layout split: "
-            "MSE, PSNR, fMSE, SSIM and fSSIM per image, per subset, over all images and by "
-            "foreground ratio. Images are resized to SIZE x SIZE (bicubic; masks nearest); the "
-            "model output is blended through the mask, clipped and quantised to 8 bits. "
-            "Writes OUTDIR/per_image.csv and OUTDIR/metrics.json (SSIM values raw, 0-1), "
-            "only when the whole evaluation succeeds."
-        ),
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Score a trained model (--checkpoint) or the identity baseline (--baseline composite, "
+        "the 'input composite' row of Table II) on an iHarmony4-layout split: MSE, PSNR, fMSE, "
+        "SSIM and fSSIM per image, per subset, over all images and by foreground ratio. Images "
+        "are resized to SIZE x SIZE (bicubic; masks nearest); the model output is blended "
+        "through the mask, clipped and quantised to 8 bits. Writes OUTDIR/per_image.csv and "
+        "OUTDIR/metrics.json (SSIM values raw, 0-1), only when the whole evaluation succeeds."
     )
-    parser.add_argument("--data-root", type=Path, required=True, metavar="DIR", help="dataset root")
+    add_data_root(parser)
     parser.add_argument(
         "--out",
         type=Path,
@@ -191,22 +197,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="model directory (model.pt + config.json) or model.pt",
     )
     which.add_argument("--baseline", choices=["composite"], help="score the input composite itself")
-    parser.add_argument(
-        "--split", choices=["train", "test"], default="test", help="split (default: test)"
-    )
+    add_split(parser)
     parser.add_argument(
         "--size",
         type=int,
         default=256,
         help="evaluation resolution, SIZE x SIZE (default: 256; Table IV: 512, 1024)",
     )
-    parser.add_argument(
-        "--subsets",
-        nargs="+",
-        choices=SUBSETS,
-        metavar="SUBSET",
-        help="evaluate only these of HCOCO HAdobe5k HFlickr Hday2night (default: all present)",
-    )
+    add_subsets(parser, "evaluate only these (default: all present)")
     parser.add_argument(
         "--psnr-range",
         choices=PSNR_RANGES,
@@ -228,55 +226,39 @@ def build_parser() -> argparse.ArgumentParser:
         help="save the blended predictions as OUTDIR/images/<subset>/<name>.png",
     )
     parser.add_argument("--limit", type=int, help="evaluate at most N pairs of each subset")
-    parser.add_argument(
-        "--device",
-        choices=["auto", "cpu", "cuda"],
-        default="auto",
-        help="where the model runs (default: auto, a GPU when present)",
-    )
+    add_device(parser)
     parser.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
     parser.add_argument(
         "--workers", type=int, default=0, help="data-loading worker processes (default 0)"
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return parser
+    add_progress(parser)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`regionharmony evaluate`."""
-    args = build_parser().parse_args(argv)
+def run(args: argparse.Namespace) -> int:
     model = None
     source = "composite"
     if args.checkpoint is not None:
         from regionharmony.model import load_checkpoint
 
-        try:
-            model = load_checkpoint(args.checkpoint, map_location="cpu")
-        except FileNotFoundError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 1
+        model = load_checkpoint(args.checkpoint, map_location="cpu")
         source = str(args.checkpoint)
-    try:
-        summary = evaluate_model(
-            model,
-            args.data_root,
-            args.out,
-            split=args.split,
-            size=args.size,
-            subsets=args.subsets,
-            psnr_range=args.psnr_range,
-            ssim_mode=args.ssim_mode,
-            save_images=args.save_images,
-            limit=args.limit,
-            device=args.device,
-            batch_size=args.batch_size,
-            workers=args.workers,
-            source=source,
-            progress=not args.no_progress,
-        )
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    summary = evaluate_model(
+        model,
+        args.data_root,
+        args.out,
+        split=args.split,
+        size=args.size,
+        subsets=args.subsets,
+        psnr_range=args.psnr_range,
+        ssim_mode=args.ssim_mode,
+        save_images=args.save_images,
+        limit=args.limit,
+        device=args.device,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        source=source,
+        progress=not args.no_progress,
+    )
     print(format_summary(summary))
     print(f"wrote {args.out / 'per_image.csv'} and {args.out / 'metrics.json'}")
     return 0

@@ -39,22 +39,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from regionharmony.data import DataError, Sample, eval_transform, list_samples, load_pair
+from regionharmony.data.dataset import load_eval_pair
+from regionharmony.data.layout import Sample, list_samples
+from regionharmony.errors import DataError, UserError
 from regionharmony.io import atomic_write
+from regionharmony.layers import downsample_mask
 from regionharmony.model import Harmonizer, load_checkpoint
+from regionharmony.options import add_data_root, add_split, add_subsets
 
 FP16_MAX = float(np.finfo(np.float16).max)
 
 
-class FeaturesError(RuntimeError):
+class FeaturesError(UserError):
     """Bad input (missing checkpoint, data root, list or image): the message names it."""
 
 
@@ -87,7 +89,7 @@ def pick(samples: list[Sample], count: int, how: str, seed: int) -> list[Sample]
 def load_inputs(sample: Sample, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Composite, real (S, S, 3) uint8 and mask (S, S) uint8 0/1: the evaluation transform."""
     try:
-        composite, mask, real = eval_transform(*load_pair(sample), size)
+        composite, mask, real = load_eval_pair(sample, size)
     except DataError as err:
         raise FeaturesError(str(err)) from err
     return composite, real, mask.astype(np.uint8)
@@ -107,14 +109,13 @@ def level_features(
     encoder, decoder = feats["encoder"], feats["decoder"]
     depth = len(encoder)
     height, width = composite.shape[-2:]
-    multiple = 2 ** (depth - 1)
-    padded = F.pad(mask, (0, -width % multiple, 0, -height % multiple), mode="replicate")
+    padded = model.pad(mask)
     out = []
     for i in range(1, depth):
         enc, dec = encoder[i - 1], decoder[depth - 1 - i]
         if enc.shape != dec.shape:  # the model contract; a clear message if it ever breaks
             raise FeaturesError(f"level {i}: encoder {enc.shape} != decoder {dec.shape}")
-        m = F.interpolate(padded, size=enc.shape[-2:], mode="nearest")
+        m = downsample_mask(padded, enc.shape[-2:])
         scale = 2 ** (i - 1)
         h, w = -(-height // scale), -(-width // scale)
         out.append((i, enc[..., :h, :w], dec[..., :h, :w], m[..., :h, :w]))
@@ -130,7 +131,7 @@ def top_channels(x: torch.Tensor, background: torch.Tensor, n: int) -> torch.Ten
     return torch.argsort(score, descending=True, stable=True)[: min(n, x.shape[1])]
 
 
-def summarise(
+def feature_summaries(
     levels: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]], channels: int
 ) -> dict[str, np.ndarray]:
     """The display summaries of every level, background only (see the module docstring)."""
@@ -189,10 +190,7 @@ def compute(
     if not checkpoint.exists():
         raise FeaturesError(f"checkpoint not found: {checkpoint}")
     pairs = pick(read_split(data_root, split, subsets), count, how, seed)
-    try:
-        model = load_checkpoint(checkpoint, map_location="cpu")
-    except FileNotFoundError as err:
-        raise FeaturesError(str(err)) from err
+    model = load_checkpoint(checkpoint, map_location="cpu")
     torch.manual_seed(seed)
     loaded = [load_inputs(p, size) for p in pairs]
     composite = np.stack([c for c, _, _ in loaded])
@@ -200,7 +198,7 @@ def compute(
     mask = np.stack([m for _, _, m in loaded])
     comp_t = torch.from_numpy(composite).permute(0, 3, 1, 2).float() / 255
     mask_t = torch.from_numpy(mask)[:, None].float()
-    arrays = summarise(level_features(model, comp_t, mask_t), channels)
+    arrays = feature_summaries(level_features(model, comp_t, mask_t), channels)
     meta = {
         "checkpoint": str(checkpoint),
         "data_root": str(data_root),
@@ -227,15 +225,14 @@ def compute(
     return arrays
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="regionharmony features",
-        description="Fig. 10: background feature maps of the encoder and decoder (one forward).",
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Fig. 10: background feature maps of the encoder and decoder (one forward)."
     )
     parser.add_argument("--checkpoint", type=Path, required=True, help="model dir or its model.pt")
-    parser.add_argument("--data-root", type=Path, required=True, help="iHarmony4-layout root")
+    add_data_root(parser, "iHarmony4-layout root")
     parser.add_argument("--out", type=Path, required=True, help="the .npz to write")
-    parser.add_argument("--split", default="test", help="reads <root>/IHD_<split>.txt")
+    add_split(parser)
     parser.add_argument("--count", type=int, default=4, help="how many pairs (default 4)")
     parser.add_argument("--size", type=int, default=256, help="square input side (default 256)")
     parser.add_argument(
@@ -248,35 +245,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="evenly spaced over the sorted split list (default) or random with --seed",
     )
     parser.add_argument("--seed", type=int, default=0, help="for --pick random (default 0)")
-    parser.add_argument("--subsets", nargs="+", help="only these subsets (default: all)")
-    return parser
+    add_subsets(parser, "only these subsets (default: all)")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def run(args: argparse.Namespace) -> int:
     if args.out.suffix != ".npz":
-        print(f"error: --out must end in .npz: {args.out}", file=sys.stderr)
-        return 2
-    try:
-        arrays = compute(
-            args.checkpoint,
-            args.data_root,
-            args.split,
-            args.count,
-            args.size,
-            args.channels,
-            args.pick,
-            args.seed,
-            args.subsets,
-        )
-    except FeaturesError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        raise FeaturesError(f"--out must end in .npz: {args.out}")
+    arrays = compute(
+        args.checkpoint,
+        args.data_root,
+        args.split,
+        args.count,
+        args.size,
+        args.channels,
+        args.pick,
+        args.seed,
+        args.subsets,
+    )
     atomic_savez(args.out, arrays)
     levels = ", ".join(str(i) for i in arrays["levels"])
     print(f"wrote {args.out}: {len(arrays['names'])} images, levels {levels}")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

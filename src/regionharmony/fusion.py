@@ -3,12 +3,8 @@
 Every block maps a decoder feature D_i, the encoder feature E_i of the same resolution and the
 full-resolution foreground mask M to the augmented feature D^_i. The mask is resized to the
 feature size by nearest neighbour (M_i). Masked statistics follow RAIN (Ling et al., CVPR 2021):
-
-    mean = sum(x * m) / (sum(m) + eps),   std = sqrt(sum(((x - mean) * m)^2) / (sum(m) + eps) + eps)
-
-with eps = 1e-5. When the region a statistic is taken over is empty (an all-foreground image has
-no background), that statistic falls back to mean 0, std 1, i.e. the features pass through
-unnormalised, instead of being divided by sqrt(eps).
+`regionharmony.layers.masked_mean_std`, which falls back to mean 0, std 1 over an empty region
+(an all-foreground image has no background).
 
 Learned affines use the (1 + gamma) * x + beta convention with gamma = beta = 0 at start, so a
 freshly initialised affine is the identity ("all the hyper-parameters are initialized as 0").
@@ -19,24 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from regionharmony.attention import resize_mask
-
-EPS = 1e-5
-
-
-def masked_mean_std(
-    x: torch.Tensor, m: torch.Tensor, eps: float = EPS
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Channel-wise mean and std of `x` (B, C, H, W) over the region `m` (B, 1, H, W).
-
-    Returns tensors of shape (B, C, 1, 1). An empty region gives mean 0 and std 1.
-    """
-    area = m.sum(dim=(2, 3), keepdim=True)
-    mean = (x * m).sum(dim=(2, 3), keepdim=True) / (area + eps)
-    var = (((x - mean) * m) ** 2).sum(dim=(2, 3), keepdim=True) / (area + eps)
-    std = torch.sqrt(var + eps)
-    empty = area == 0
-    return mean.masked_fill(empty, 0.0), std.masked_fill(empty, 1.0)
+from regionharmony.layers import downsample_mask, masked_mean_std
 
 
 class Affine(nn.Module):
@@ -67,7 +46,7 @@ class StyleFusion(nn.Module):
         self.affine_bg = Affine(channels)
 
     def forward(self, decoder: torch.Tensor, encoder: torch.Tensor, mask: torch.Tensor):
-        m = resize_mask(mask, decoder.shape[-2:])
+        m = downsample_mask(mask, decoder.shape[-2:])
         mu_e, sigma_e = masked_mean_std(encoder, 1 - m)
         mu_d, sigma_d = masked_mean_std(decoder, 1 - m)
         fg = self.affine_fg((decoder - mu_e) / sigma_e)  # Eq. 4, 6
@@ -86,7 +65,7 @@ class AdaINFusion(nn.Module):
         super().__init__()
 
     def forward(self, decoder: torch.Tensor, encoder: torch.Tensor, mask: torch.Tensor):
-        m = resize_mask(mask, decoder.shape[-2:])
+        m = downsample_mask(mask, decoder.shape[-2:])
         mu_f, sigma_f = masked_mean_std(decoder, m)
         mu_b, sigma_b = masked_mean_std(decoder, 1 - m)
         fg = (decoder - mu_f) / sigma_f * sigma_b + mu_b
@@ -106,7 +85,7 @@ class RAINFusion(nn.Module):
         self.affine_bg = Affine(channels)
 
     def forward(self, decoder: torch.Tensor, encoder: torch.Tensor, mask: torch.Tensor):
-        m = resize_mask(mask, decoder.shape[-2:])
+        m = downsample_mask(mask, decoder.shape[-2:])
         mu_f, sigma_f = masked_mean_std(decoder, m)
         mu_b, sigma_b = masked_mean_std(decoder, 1 - m)
         fg = self.affine_fg((decoder - mu_f) / sigma_f * sigma_b + mu_b)

@@ -1,10 +1,14 @@
-"""Small shared helpers: atomic file writes and the code version stamped into results."""
+"""Small shared helpers: atomic writes of files and directories, and the code version stamped
+into results."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -25,6 +29,43 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
 
 def atomic_write_text(text: str, path: Path) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def atomic_save(obj: object, path: Path) -> None:
+    """torch.save through `atomic_write`."""
+    import torch
+
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+@contextmanager
+def atomic_directory(dest: Path, *, replace: bool = False) -> Iterator[Path]:
+    """Yield an empty temporary sibling of `dest` that becomes `dest` when the block succeeds.
+
+    If the block raises, the temporary directory is removed and `dest` is left as it was. An
+    existing non-empty `dest` is refused (`FileExistsError`) unless `replace`; it is then
+    swapped out only after the new content is complete.
+    """
+    dest = Path(dest)
+    if dest.exists() and not dest.is_dir():
+        raise FileExistsError(f"{dest} exists and is not a directory")
+    if not replace and dest.is_dir() and any(dest.iterdir()):
+        raise FileExistsError(f"{dest} exists and is not empty (pass --force to replace it)")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    try:
+        yield tmp
+        tmp.chmod(0o755)  # mkdtemp creates 0700
+        if dest.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
+            dest.rename(old / dest.name)
+            tmp.rename(dest)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def code_version() -> str:

@@ -161,20 +161,22 @@ def image_metrics(
     target: np.ndarray,
     mask: np.ndarray,
     psnr_range: PsnrRange = "official",
-    ssim_mode: SsimMode = "iih",
+    ssim_mode: SsimMode | None = "iih",
 ) -> dict[str, float]:
-    """Every metric of one image, plus its foreground ratio (0-1)."""
+    """Every metric of one image, plus its foreground ratio (0-1); no SSIM / fSSIM when
+    `ssim_mode` is None (they cost most of the time)."""
     mask = np.asarray(mask, bool)
     _check(pred, target, mask)
-    value, full = ssim_map(pred, target, ssim_mode)
-    return {
+    scores = {
         "fg_ratio": float(mask.mean()),
         "mse": mse(pred, target),
         "psnr": psnr(pred, target, psnr_range),
         "fmse": fmse(pred, target, mask),
-        "ssim": value,
-        "fssim": masked_map_mean(full, mask),
     }
+    if ssim_mode is not None:
+        value, full = ssim_map(pred, target, ssim_mode)
+        scores.update(ssim=value, fssim=masked_map_mean(full, mask))
+    return scores
 
 
 def fg_bin(fg_ratio: float) -> str:
@@ -186,7 +188,7 @@ def fg_bin(fg_ratio: float) -> str:
     return list(FG_BINS)[-1]
 
 
-def summarise(frame: pd.DataFrame) -> dict[str, float | int | None]:
+def mean_scores(frame: pd.DataFrame) -> dict[str, float | int | None]:
     """{"n", and the mean of every metric} over the rows of `frame` (None where it is empty)."""
     out: dict[str, float | int | None] = {"n": len(frame)}
     for metric in METRICS:
@@ -203,11 +205,11 @@ def aggregate(per_image: pd.DataFrame, subset_order: tuple[str, ...] | None = No
     """
     subsets = list(subset_order or [])
     subsets += [s for s in dict.fromkeys(per_image["subset"]) if s not in subsets]
-    by_subset = {s: summarise(per_image[per_image["subset"] == s]) for s in subsets}
+    by_subset = {s: mean_scores(per_image[per_image["subset"] == s]) for s in subsets}
     by_subset = {s: v for s, v in by_subset.items() if v["n"]}
-    by_subset["All"] = summarise(per_image)
+    by_subset["All"] = mean_scores(per_image)
     bins = per_image["fg_ratio"].map(fg_bin)
     return {
         "subsets": by_subset,
-        "fg_ratio_bins": {name: summarise(per_image[bins == name]) for name in FG_BINS},
+        "fg_ratio_bins": {name: mean_scores(per_image[bins == name]) for name in FG_BINS},
     }

@@ -24,6 +24,7 @@ from torch import nn
 
 from regionharmony.blocks import DecoderLevel, ResidualStack
 from regionharmony.config import Config, ModelConfig, config_from_dict
+from regionharmony.errors import CheckpointError
 from regionharmony.fusion import make_fusion
 
 
@@ -54,6 +55,13 @@ class Harmonizer(nn.Module):
     def multiple(self) -> int:
         return 2 ** (self.cfg.depth - 1)
 
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        """Replicate-pad the bottom and right of `x` up to a multiple of `self.multiple`."""
+        pad_h, pad_w = -x.shape[-2] % self.multiple, -x.shape[-1] % self.multiple
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        return x
+
     def forward(
         self, composite: torch.Tensor, mask: torch.Tensor, return_features: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, dict[str, list[torch.Tensor]]]:
@@ -64,10 +72,7 @@ class Harmonizer(nn.Module):
         resolution, before its fusion block (the D_i of Eq. 2-5), coarsest first.
         """
         height, width = composite.shape[-2:]
-        pad_h, pad_w = -height % self.multiple, -width % self.multiple
-        if pad_h or pad_w:
-            composite = F.pad(composite, (0, pad_w, 0, pad_h), mode="replicate")
-            mask = F.pad(mask, (0, pad_w, 0, pad_h), mode="replicate")
+        composite, mask = self.pad(composite), self.pad(mask)
 
         x = torch.cat([composite, mask], dim=1)
         skips = []
@@ -121,17 +126,27 @@ def build_model(cfg: Config) -> Harmonizer:
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Harmonizer:
     """Load a trained generator in eval mode.
 
-    `path` is a model directory (holding model.pt and config.json) or its model.pt.
+    `path` is a model directory (holding model.pt and config.json) or its model.pt. A missing,
+    truncated or foreign file raises `CheckpointError` naming it.
     """
     path = Path(path)
     weights = path / "model.pt" if path.is_dir() else path
     config_file = weights.parent / "config.json"
     if not weights.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {weights}")
+        raise CheckpointError(f"{weights}: checkpoint not found")
     if not config_file.is_file():
-        raise FileNotFoundError(f"model config not found beside the checkpoint: {config_file}")
-    cfg = config_from_dict(json.loads(config_file.read_text()))
-    model = build_model(cfg)
-    state = torch.load(weights, map_location=map_location, weights_only=True)
-    model.load_state_dict(state)
+        raise CheckpointError(f"{config_file}: model config not found beside the checkpoint")
+    try:
+        saved = json.loads(config_file.read_text())
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{config_file}: unreadable model config ({err})") from None
+    model = build_model(config_from_dict(saved, str(config_file)))
+    try:
+        state = torch.load(weights, map_location=map_location, weights_only=True)
+        model.load_state_dict(state)
+    except Exception as err:  # truncated zip, pickle error, a state dict of another model
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"{weights}: not a usable checkpoint for {config_file} ({first})"
+        ) from None
     return model.to(map_location).eval()

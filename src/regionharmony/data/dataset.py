@@ -1,0 +1,134 @@
+"""The training and evaluation transforms and the `HarmonyDataset` of tensors."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from regionharmony.data.images import load_pair, resize_binary_mask, resize_image
+from regionharmony.data.layout import Sample, list_samples
+
+
+def train_transform(
+    composite: np.ndarray,
+    mask: np.ndarray,
+    real: np.ndarray,
+    train_size: int,
+    load_size: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The paper's training augmentation (Sec. IV-A): resize to load_size x load_size, random
+    crop of train_size x train_size, horizontal flip with probability 1/2; the same crop and flip
+    for composite, mask and real."""
+    if load_size < train_size:
+        raise ValueError(f"load_size {load_size} is smaller than train_size {train_size}")
+    square = (load_size, load_size)
+    composite, real = resize_image(composite, square), resize_image(real, square)
+    mask = resize_binary_mask(mask, square)
+    top, left = (int(v) for v in rng.integers(0, load_size - train_size + 1, size=2))
+    flip = bool(rng.random() < 0.5)
+    window = (slice(top, top + train_size), slice(left, left + train_size))
+    out = []
+    for array in (composite, mask, real):
+        array = array[window]
+        out.append(array[:, ::-1] if flip else array)
+    return out[0], out[1], out[2]
+
+
+def eval_transform(
+    composite: np.ndarray, mask: np.ndarray, real: np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The evaluation protocol (DESIGN.md section 4): composite and real resized to size x size
+    bicubic, the binarised mask resized nearest."""
+    square = (size, size)
+    return (
+        resize_image(composite, square),
+        resize_binary_mask(mask, square),
+        resize_image(real, square),
+    )
+
+
+def load_eval_pair(sample: Sample, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One pair as the evaluation protocol sees it: `load_pair`, then `eval_transform`."""
+    return eval_transform(*load_pair(sample), size)
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """uint8 (H, W, 3) -> float (3, H, W) in [0, 1]; bool (H, W) -> float (1, H, W) in {0, 1}.
+
+    The conversion is done in numpy: single-threaded, so a loader does not compete with the
+    model for torch's intra-op threads.
+    """
+    array = image[None] if image.ndim == 2 else image.transpose(2, 0, 1)
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    if image.dtype == np.uint8:
+        array /= 255
+    return torch.from_numpy(array)
+
+
+class HarmonyDataset(Dataset):
+    """iHarmony4 pairs as tensors.
+
+    An item is ``{"composite": (3,H,W), "mask": (1,H,W), "real": (3,H,W), "subset", "name",
+    "index"}``, images float in [0, 1], mask in {0, 1}.
+
+    * ``train_size`` set: the training transform (`train_transform`; ``load_size`` defaults
+      to ``train_size``). The crop and flip of item i are drawn from a generator seeded with
+      (seed, epoch, i): the same for any worker count and on resume. Call `set_epoch` once per
+      epoch.
+    * ``eval_size`` set: the evaluation transform (`eval_transform`).
+    * neither: full resolution, unchanged.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        split: str = "train",
+        subsets: Sequence[str] | None = None,
+        *,
+        train_size: int | None = None,
+        load_size: int | None = None,
+        eval_size: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        if train_size is not None and eval_size is not None:
+            raise ValueError("give train_size (training transform) or eval_size, not both")
+        if load_size is not None and train_size is None:
+            raise ValueError("load_size needs train_size")
+        self.root, self.split = Path(root), split
+        self.samples = list_samples(self.root, split, subsets)
+        self.train_size, self.eval_size = train_size, eval_size
+        self.load_size = load_size if load_size is not None else train_size
+        if self.train_size is not None and self.load_size < self.train_size:
+            raise ValueError(f"load_size {self.load_size} is smaller than train_size {train_size}")
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, seed: int, epoch: int) -> None:
+        """Select the augmentation draws of one epoch."""
+        self.seed, self.epoch = seed, epoch
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict:
+        sample = self.samples[index]
+        composite, mask, real = load_pair(sample)
+        if self.train_size is not None:
+            rng = np.random.default_rng([self.seed, self.epoch, index])
+            composite, mask, real = train_transform(
+                composite, mask, real, self.train_size, self.load_size, rng
+            )
+        elif self.eval_size is not None:
+            composite, mask, real = eval_transform(composite, mask, real, self.eval_size)
+        return {
+            "composite": to_tensor(composite),
+            "mask": to_tensor(mask),
+            "real": to_tensor(real),
+            "subset": sample.subset,
+            "name": sample.name,
+            "index": index,
+        }

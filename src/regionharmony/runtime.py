@@ -1,0 +1,29 @@
+"""Where and how torch runs: the device, mixed precision and CPU threads, decided in one place."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+
+import torch
+
+
+def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
+    """ "auto" is the GPU of this process (`local_rank` under torchrun) when CUDA is present,
+    else the CPU. Selecting a CUDA device also makes it the current one."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            from regionharmony.errors import ConfigError
+
+            raise ConfigError("device 'cuda' asked for, but torch sees no CUDA device")
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    return torch.device(name)
+
+
+def autocast(device: torch.device, bf16: bool) -> AbstractContextManager:
+    """bf16 autocast on `device` when asked, else nothing."""
+    if bf16:
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()

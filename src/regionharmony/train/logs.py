@@ -1,0 +1,64 @@
+"""What a run records: DVCLive curves (every loss term per step, validation per epoch) and the
+plain-text train.log."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from regionharmony.io import atomic_write_text
+
+
+class TrainingLogs:
+    """DVCLive under `live_dir`: `train/` per step, `val/` per epoch; resumes after a restart."""
+
+    def __init__(self, live_dir: Path, step: int, epoch: int) -> None:
+        from dvclive import Live
+
+        trim_live_logs(live_dir, step, epoch)
+        self.train, self.val = (
+            Live(
+                str(live_dir / part),
+                resume=step > 0,
+                save_dvc_exp=False,
+                dvcyaml=False,
+                report=None,
+            )
+            for part in ("train", "val")
+        )
+
+    def log_step(self, step: int, terms: dict[str, float], lr: float) -> None:
+        self.train.step = step
+        for key, value in terms.items():
+            self.train.log_metric(f"loss/{key}", value)
+        self.train.log_metric("lr", lr)
+
+    def end_epoch(self) -> None:
+        self.train.make_summary()
+
+    def log_validation(self, epoch: int, step: int, scores: dict[str, float]) -> None:
+        self.val.step = epoch
+        for key, value in scores.items():
+            self.val.log_metric(key, value)
+        self.val.log_metric("step", step)
+        self.val.make_summary()
+
+
+def trim_live_logs(live_dir: Path, train_step: int, val_epoch: int) -> None:
+    """Drop log rows written after the checkpoint a run resumes from (they will be redone)."""
+    for sub, last in (("train", train_step), ("val", val_epoch)):
+        for tsv in (live_dir / sub).rglob("*.tsv"):
+            lines = tsv.read_text().splitlines(keepends=True)
+            column = lines[0].rstrip("\n").split("\t").index("step")
+            kept = [row for row in lines[1:] if int(row.split("\t")[column]) <= last]
+            atomic_write_text("".join(lines[:1] + kept), tsv)
+
+
+def attach_log_file(path: Path) -> logging.Handler:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    # no timestamps: the log is part of the model directory, which a rerun reproduces bit for bit
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("regionharmony").addHandler(handler)
+    logging.getLogger("regionharmony").setLevel(logging.INFO)
+    return handler

@@ -1,0 +1,271 @@
+"""The training loop: one model variant from a resolved `Config`, resumable, logged, CPU to
+many GPUs. The pieces it drives: `plan` (which images each step sees), `checkpoint`,
+`step` (objective and finite-loss guard), `logs` (DVCLive), `distributed`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+from tqdm import tqdm
+
+from regionharmony.config import Config
+from regionharmony.data.check import require_valid_root
+from regionharmony.data.dataset import HarmonyDataset
+from regionharmony.errors import DataError
+from regionharmony.evaluate import score_batch
+from regionharmony.io import atomic_save, atomic_write_text, code_version
+from regionharmony.loss import HarmonizationLoss
+from regionharmony.model import build_model, count_parameters, forward_gflops
+from regionharmony.runtime import autocast, resolve_device
+from regionharmony.train.checkpoint import CheckpointStore, run_fingerprint
+from regionharmony.train.distributed import init_distributed, local_rank
+from regionharmony.train.logs import TrainingLogs
+from regionharmony.train.plan import BatchPlan, patch_seeds
+from regionharmony.train.step import Objective, require_finite
+
+log = logging.getLogger("regionharmony.train")
+
+
+class Trainer:
+    def __init__(
+        self,
+        cfg: Config,
+        data_root: Path,
+        out_dir: Path,
+        checkpoint_dir: Path | None = None,
+        subsets: list[str] | None = None,
+        show_progress: bool = True,
+    ) -> None:
+        self.cfg, self.tc = cfg, cfg.train
+        self.data_root, self.out_dir = Path(data_root), Path(out_dir)
+        self.subsets, self.show_progress = subsets, show_progress
+        self.device = resolve_device(self.tc.device, local_rank())
+        self.dist = init_distributed(self.device)
+        if self.tc.batch_size % self.dist.world:
+            raise DataError(
+                f"train.batch_size {self.tc.batch_size} is not divisible by {self.dist.world} ranks"
+            )
+        self.model, self.criterion = self.build_networks()
+        # the head's parameters are in the optimiser from step 0 (DESIGN.md section 2)
+        params = list(self.model.parameters()) + list(self.criterion.parameters())
+        self.optimizer = torch.optim.AdamW(params, lr=self.tc.lr, weight_decay=self.tc.weight_decay)
+
+        require_valid_root(self.data_root, split="train", subsets=subsets)
+        require_valid_root(self.data_root, split=self.tc.val_split, subsets=subsets)
+        self.train_set = HarmonyDataset(
+            self.data_root,
+            "train",
+            subsets=subsets,
+            train_size=self.tc.image_size,
+            load_size=self.tc.load_size,
+        )
+        self.plan = BatchPlan(
+            self.train_set,
+            self.tc.batch_size,
+            self.tc.seed,
+            self.dist.rank,
+            self.dist.world,
+            self.tc.num_workers,
+            pin_memory=self.device.type == "cuda",
+        )
+        self.steps_per_epoch = self.plan.steps_per_epoch
+        if self.steps_per_epoch == 0:
+            raise DataError(
+                f"{self.data_root} has {len(self.train_set)} training pairs, fewer than one "
+                f"batch of {self.tc.batch_size}"
+            )
+        self.total_steps = self.steps_per_epoch * self.tc.epochs
+        if self.tc.max_steps:
+            self.total_steps = min(self.total_steps, self.tc.max_steps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.lr_factor)
+        self.step = 0
+        self.last_terms: dict[str, float] = {}
+        self.last_val: dict[str, float] = {}
+        checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else self.out_dir / "checkpoints"
+        fingerprint = run_fingerprint(cfg, [s.name for s in self.train_set.samples])
+        self.checkpoints = CheckpointStore(checkpoint_dir, fingerprint)
+        self.objective = self.wrap_objective()
+
+    def build_networks(self) -> tuple[nn.Module, HarmonizationLoss]:
+        """Generator and loss (with its contrastive head), seeded: the same seed, the same init."""
+        torch.manual_seed(self.tc.seed)
+        model = build_model(self.cfg).to(self.device)
+        criterion = HarmonizationLoss(self.cfg.loss).to(self.device)
+        if self.tc.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        if self.dist.active and self.tc.sync_bn and self.device.type == "cuda":
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        return model, criterion
+
+    def wrap_objective(self) -> nn.Module:
+        generator = torch.compile(self.model) if self.tc.compile else self.model
+        objective: nn.Module = Objective(generator, self.criterion)
+        if self.dist.active:
+            objective = nn.parallel.DistributedDataParallel(
+                objective,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+            )
+        return objective
+
+    def lr_factor(self, step: int) -> float:
+        if self.tc.lr_schedule == "constant":
+            return 1.0
+        return 0.5 * (1 + math.cos(math.pi * min(step / max(self.total_steps, 1), 1.0)))
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def save_checkpoint(self) -> None:
+        if not self.dist.main:
+            return
+        self.checkpoints.save(
+            {
+                "generator": self.model.state_dict(),
+                "head": self.criterion.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "step": torch.tensor(self.step),
+                "last": json.dumps({"terms": self.last_terms, "val": self.last_val}),
+            }
+        )
+
+    def resume(self) -> bool:
+        """Load the last checkpoint if it belongs to this configuration."""
+        state = self.checkpoints.load(self.device)
+        if state is None:
+            return False
+        self.model.load_state_dict(state["generator"])
+        self.criterion.load_state_dict(state["head"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step = int(state["step"])
+        last = json.loads(state["last"])
+        self.last_terms, self.last_val = last["terms"], last["val"]
+        log.info("resumed from %s at step %d", self.checkpoints.path, self.step)
+        return True
+
+    # -- one step ----------------------------------------------------------------------------
+    def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
+        composite, mask, real = (
+            batch[k].to(self.device, non_blocking=True) for k in ("composite", "mask", "real")
+        )
+        if self.tc.channels_last:
+            composite, mask = (
+                t.contiguous(memory_format=torch.channels_last) for t in (composite, mask)
+            )
+        seeds = patch_seeds(self.tc.seed, self.step, batch["index"])
+        self.model.train()
+        with autocast(self.device, self.tc.bf16):
+            terms = self.objective(composite, mask, real, seeds)
+        values = {k: v.detach() for k, v in terms.items()}
+        require_finite(values, self.step + 1, str(self.checkpoints.path), self.device, self.dist)
+        self.optimizer.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        return {k: float(v) for k, v in values.items()}
+
+    # -- validation ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """MSE, PSNR and fMSE (`evaluate.score_batch`) on the validation split at the training
+        size: the Fig. 8/9 curves."""
+        val_set = HarmonyDataset(
+            self.data_root, self.tc.val_split, subsets=self.subsets, eval_size=self.tc.image_size
+        )
+        n = len(val_set) if not self.tc.val_limit else min(self.tc.val_limit, len(val_set))
+        loader = DataLoader(Subset(val_set, range(n)), batch_size=self.tc.batch_size)
+        self.model.eval()
+        scores: dict[str, list[float]] = {"mse": [], "psnr": [], "fmse": []}
+        for batch in loader:
+            composite, mask = batch["composite"].to(self.device), batch["mask"].to(self.device)
+            with autocast(self.device, self.tc.bf16):
+                raw = self.model(composite, mask).float()
+            _, per_image = score_batch(raw, composite, mask, batch["real"], ssim_mode=None)
+            for image in per_image:
+                for key in scores:
+                    scores[key].append(image[key])
+        return {k: float(np.mean(v)) for k, v in scores.items()}
+
+    # -- the loop -----------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        self.resume()
+        started = time.time()
+        logs = None
+        if self.dist.main:
+            logs = TrainingLogs(self.out_dir / "live", self.step, self.step // self.steps_per_epoch)
+        progress = tqdm(
+            total=self.total_steps,
+            initial=self.step,
+            unit="step",
+            disable=not (self.show_progress and self.dist.main),
+            dynamic_ncols=True,
+        )
+        while self.step < self.total_steps:
+            self.run_epoch(logs, progress)
+        progress.close()
+        summary: dict[str, Any] = {}
+        if self.dist.main:
+            summary = self.write_model_dir()
+            # wall time on the terminal only: the model directory stays byte-reproducible
+            print(f"trained to step {self.step} in {time.time() - started:.1f} s", file=sys.stderr)
+            # a finished run leaves no checkpoint: re-running trains afresh, never "resumes"
+            # into the old final weights
+            self.checkpoints.remove()
+        if self.dist.active:
+            torch.distributed.barrier()
+        return summary
+
+    def run_epoch(self, logs: TrainingLogs | None, progress: tqdm) -> None:
+        """The rest of the current epoch; validation and a checkpoint at its end."""
+        epoch, in_epoch = divmod(self.step, self.steps_per_epoch)
+        tick = time.time()
+        for batch in self.plan.batches(epoch, in_epoch):
+            self.last_terms = self.train_step(batch)
+            if logs is not None:
+                logs.log_step(self.step, self.last_terms, self.scheduler.get_last_lr()[0])
+            rate = len(batch["index"]) * self.dist.world / max(time.time() - tick, 1e-9)
+            tick = time.time()
+            progress.set_postfix(loss=f"{self.last_terms['total']:.4f}", img_s=f"{rate:.1f}")
+            progress.update(1)
+            epoch_end = self.step % self.steps_per_epoch == 0
+            if self.step % self.tc.checkpoint_every == 0 and not epoch_end:
+                self.save_checkpoint()
+            if self.step >= self.total_steps:
+                break
+        if logs is not None:
+            logs.end_epoch()
+        if self.step % self.steps_per_epoch == 0 and logs is not None:
+            self.last_val = self.validate()
+            logs.log_validation(self.step // self.steps_per_epoch, self.step, self.last_val)
+            log.info("epoch %d: %s", self.step // self.steps_per_epoch, self.last_val)
+        # after validation, so that a run killed while validating redoes it on resume
+        self.save_checkpoint()
+
+    def write_model_dir(self) -> dict[str, Any]:
+        summary = {
+            "profile": self.cfg.profile,
+            "params_generator": count_parameters(self.model),
+            "params_head": count_parameters(self.criterion),
+            "gflops_per_image": forward_gflops(self.model, self.tc.image_size),
+            "image_size": self.tc.image_size,
+            "steps": self.step,
+            "epochs": self.step / self.steps_per_epoch,
+            "train_pairs": len(self.train_set),
+            "code_version": code_version(),
+            "final_train_loss": self.last_terms,
+            "final_validation": self.last_val,
+        }
+        atomic_save(self.model.state_dict(), self.out_dir / "model.pt")
+        atomic_write_text(json.dumps(self.cfg.to_dict(), indent=2), self.out_dir / "config.json")
+        atomic_write_text(json.dumps(summary, indent=2), self.out_dir / "summary.json")
+        return summary
