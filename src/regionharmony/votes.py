@@ -1,0 +1,572 @@
+"""Votes of the blind user study (Table V): load and validate votes files, tally them.
+
+A study built by `regionharmony user-study build` has two halves (see `regionharmony.user_study`):
+the participant folder (page + images, opaque ids only) and the key file, kept outside it, that
+maps every opaque option id to its method. A votes file is what the page's export button
+downloads for one participant::
+
+    {"format": "regionharmony-user-study-votes", "version": 1, "study_id": "s…",
+     "participant": "p01", "order_seed": 123, "group_order": ["g…", …],
+     "exported": "2025-…Z",
+     "votes": [{"group": "g…", "position": 1, "seed": 456, "shown": ["o…", …],
+                "choice": "o…" | null, "choice_index": 2 | null, "time": "…Z",
+                "elapsed_ms": 1234}, …]}
+
+`choice: null` marks a skipped group; it counts as no vote.
+
+Validation (`load_votes`) rejects a whole file, with a message naming it, when it is not JSON,
+has the wrong format/version, comes from another study (study id), names an unknown group or
+option, repeats a group, or records an order that the page could not have shown: every vote's
+`seed` must be `group_seed(participant, group)` and `shown` must be `shuffled(options, seed)`,
+`group_order` must be `shuffled(group ids, order_seed(participant))` and each `position` the
+group's place in it, with the same string hash (FNV-1a, 32 bit, over UTF-8) and PRNG
+(mulberry32) + Fisher-Yates shuffle as the page's JavaScript, ported here bit for bit.
+Duplicates: a second file of a participant already seen (files taken in name order) is rejected,
+naming the first one.
+
+Statistics (all over answered votes; M candidates per group, the composite among them):
+
+* votes per method and preference = votes / all votes (the paper's Table V);
+* bootstrap percentile intervals over participants (resample participants with replacement,
+  recompute): the participants are the sampled unit of the paper's study;
+* a Plackett-Luce strength per method, from first choices only (Luce's choice model,
+  P(i chosen from S) = p_i / sum_{j in S} p_j), fitted by Hunter's (2004) MM algorithm, with
+  strengths normalised to sum 1. When every group shows every method (as every study built
+  here does), its maximum-likelihood estimate is exactly the vote share; it differs only when
+  groups show different sets. It also gives P(i preferred over j) = p_i / (p_i + p_j);
+* agreement between participants: Fleiss' kappa over the groups answered by at least two
+  participants (the variable-raters form: P_i = sum_j n_ij (n_ij - 1) / (n_i (n_i - 1))).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+KEY_FORMAT = "regionharmony-user-study-key"
+VOTES_FORMAT = "regionharmony-user-study-votes"
+FORMAT_VERSION = 1
+SEPARATOR = "\x1f"  # joins participant and group in the seed string (never typed by a user)
+ORDER_SALT = "group-order"  # the seed of a participant's group order: (participant, ORDER_SALT)
+MASK32 = 0xFFFFFFFF
+
+
+class VotesError(ValueError):
+    """A key or votes file that cannot be used; the message names the file."""
+
+
+# -- the page's shuffle, ported from templates/user_study.html ---------------------------------
+def fnv1a32(text: str) -> int:
+    """32-bit FNV-1a over the UTF-8 bytes of `text` (the page: `fnv1a`)."""
+    value = 0x811C9DC5
+    for byte in text.encode("utf-8"):
+        value = ((value ^ byte) * 0x01000193) & MASK32
+    return value
+
+
+def group_seed(participant: str, group: str) -> int:
+    """The seed of one participant's option order in one group."""
+    return fnv1a32(participant + SEPARATOR + group)
+
+
+def order_seed(participant: str) -> int:
+    """The seed of one participant's group order."""
+    return fnv1a32(participant + SEPARATOR + ORDER_SALT)
+
+
+def mulberry32(seed: int):
+    """The mulberry32 PRNG: a generator of floats in [0, 1), as the page's `mulberry32`."""
+    state = seed & MASK32
+    while True:
+        state = (state + 0x6D2B79F5) & MASK32
+        t = ((state ^ (state >> 15)) * (1 | state)) & MASK32
+        t = ((t + (((t ^ (t >> 7)) * (61 | t)) & MASK32)) & MASK32) ^ t
+        yield ((t ^ (t >> 14)) & MASK32) / 4294967296
+
+
+def shuffled(items: Sequence[str], seed: int) -> list[str]:
+    """Fisher-Yates with mulberry32(seed), from the last position down (the page's `shuffled`)."""
+    out = list(items)
+    rng = mulberry32(seed)
+    for i in range(len(out) - 1, 0, -1):
+        j = math.floor(next(rng) * (i + 1))
+        out[i], out[j] = out[j], out[i]
+    return out
+
+
+# -- the key --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Group:
+    """One image group: its opaque id, its name (relative path without extension) and options."""
+
+    id: str
+    key: str
+    options: dict[str, str]  # opaque option id -> method, in the page's (canonical) order
+
+    @property
+    def subset(self) -> str:
+        """The first folder of the group's name ('' when it has none), e.g. HCOCO."""
+        head, sep, _ = self.key.partition("/")
+        return head if sep else ""
+
+
+@dataclass(frozen=True)
+class StudyKey:
+    """The key file: which opaque option is which method."""
+
+    path: Path
+    study_id: str
+    composite: str
+    methods: tuple[str, ...]  # composite first, then the order given to `build`
+    groups: dict[str, Group]
+    sources: dict[str, str] = field(default_factory=dict)  # method -> the folder it came from
+    participant_folder: str = ""  # where `build` wrote the page
+
+
+def _require(condition: bool, path: Path, message: str) -> None:
+    if not condition:
+        raise VotesError(f"{path}: {message}")
+
+
+def load_key(path: str | Path) -> StudyKey:
+    """Read and check a key file written by `user-study build`."""
+    path = Path(path)
+    if not path.is_file():
+        raise VotesError(
+            f"{path}: key file not found (written by `regionharmony user-study build`)"
+        )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise VotesError(f"{path}: not a JSON file ({err})") from err
+    _require(isinstance(data, dict) and data.get("format") == KEY_FORMAT, path, "not a study key")
+    _require(data.get("version") == FORMAT_VERSION, path, f"key version {data.get('version')!r}")
+    try:
+        methods = tuple(data["methods"])
+        groups = {}
+        for entry in data["groups"]:
+            options = {o["id"]: o["method"] for o in entry["options"]}
+            _require(
+                sorted(options.values()) == sorted(methods),
+                path,
+                f"group {entry['id']} does not list each method once",
+            )
+            groups[entry["id"]] = Group(entry["id"], entry["key"], options)
+        return StudyKey(
+            path,
+            data["study_id"],
+            data["composite"],
+            methods,
+            groups,
+            data.get("sources", {}),
+            data.get("participant_folder", ""),
+        )
+    except (KeyError, TypeError) as err:
+        raise VotesError(f"{path}: malformed study key (missing or wrong field {err})") from err
+
+
+def option_of(key: StudyKey, group: Group, method: str) -> str:
+    """The opaque option id of `method` in `group`."""
+    for option, name in group.options.items():
+        if name == method:
+            return option
+    raise VotesError(f"{key.path}: group {group.key} has no method {method!r}")
+
+
+def votes_payload(
+    key: StudyKey, participant: str, choices: dict[str, str | None], time: str = ""
+) -> dict[str, Any]:
+    """What the page exports after `participant` chose `choices` (group name -> method;
+    None = skipped), visiting the groups in the page's order. For tests and dry runs."""
+    by_name = {g.key: g for g in key.groups.values()}
+    unknown = sorted(set(choices) - set(by_name))
+    if unknown:
+        raise VotesError(f"{key.path}: no group named {', '.join(unknown)}")
+    group_order = shuffled(sorted(key.groups), order_seed(participant))
+    votes = []
+    for position, group_id in enumerate(group_order, start=1):
+        group = key.groups[group_id]
+        if group.key not in choices:
+            continue
+        seed = group_seed(participant, group_id)
+        shown = shuffled(list(group.options), seed)
+        method = choices[group.key]
+        choice = None if method is None else option_of(key, group, method)
+        votes.append(
+            {
+                "group": group_id,
+                "position": position,
+                "seed": seed,
+                "shown": shown,
+                "choice": choice,
+                "choice_index": None if choice is None else shown.index(choice) + 1,
+                "time": time,
+                "elapsed_ms": 0,
+            }
+        )
+    return {
+        "format": VOTES_FORMAT,
+        "version": FORMAT_VERSION,
+        "study_id": key.study_id,
+        "participant": participant,
+        "order_seed": order_seed(participant),
+        "group_order": group_order,
+        "started": time,
+        "exported": time,
+        "votes": votes,
+    }
+
+
+# -- votes files ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Vote:
+    """One answered or skipped group of one participant, options already mapped to methods."""
+
+    participant: str
+    group: str
+    group_key: str
+    position: int
+    shown: tuple[str, ...]  # methods, in the order the participant saw them
+    choice: str | None  # the chosen method; None: skipped
+    time: str
+
+
+@dataclass(frozen=True)
+class VotesFile:
+    path: Path
+    participant: str
+    votes: tuple[Vote, ...]
+
+
+@dataclass
+class LoadedVotes:
+    """The accepted files and the rejected ones, each with the reason."""
+
+    folder: Path
+    files: list[VotesFile]
+    rejected: list[tuple[Path, str]]
+
+    @property
+    def votes(self) -> list[Vote]:
+        return [v for f in self.files for v in f.votes]
+
+
+def _parse_vote(raw: Any, participant: str, key: StudyKey, path: Path, index: int) -> Vote:
+    where = f"vote {index + 1}"
+    _require(isinstance(raw, dict), path, f"{where} is not an object")
+    group = key.groups.get(raw.get("group"))
+    _require(group is not None, path, f"{where}: group {raw.get('group')!r} is not in the study")
+    seed = group_seed(participant, group.id)
+    _require(raw.get("seed") == seed, path, f"{where}: seed {raw.get('seed')!r}, expected {seed}")
+    expected = shuffled(list(group.options), seed)
+    _require(
+        raw.get("shown") == expected,
+        path,
+        f"{where}: the order shown is not the one the page derives from the participant id",
+    )
+    choice = raw.get("choice")
+    _require(choice is None or choice in group.options, path, f"{where}: unknown choice {choice!r}")
+    index = raw.get("choice_index")
+    _require(
+        index == (None if choice is None else expected.index(choice) + 1),
+        path,
+        f"{where}: choice_index {index!r} does not point at the choice",
+    )
+    position = raw.get("position")
+    _require(isinstance(position, int), path, f"{where}: position {position!r} is not an integer")
+    return Vote(
+        participant=participant,
+        group=group.id,
+        group_key=group.key,
+        position=position,
+        shown=tuple(group.options[o] for o in expected),
+        choice=None if choice is None else group.options[choice],
+        time=str(raw.get("time", "")),
+    )
+
+
+def parse_votes_file(path: Path, key: StudyKey) -> VotesFile:
+    """One votes file, checked against the key; VotesError naming the file if unusable."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise VotesError(f"{path}: not a JSON file ({err})") from err
+    _require(isinstance(data, dict), path, "not a JSON object")
+    _require(data.get("format") == VOTES_FORMAT, path, "not a votes file of a study page")
+    _require(data.get("version") == FORMAT_VERSION, path, f"version {data.get('version')!r}")
+    study = data.get("study_id")
+    _require(
+        study == key.study_id,
+        path,
+        f"from another study ({study!r}; the key {key.path} is study {key.study_id!r})",
+    )
+    participant = data.get("participant")
+    _require(
+        isinstance(participant, str) and participant.strip() == participant and participant,
+        path,
+        f"participant id {participant!r} is empty or has surrounding spaces",
+    )
+    raw_votes = data.get("votes")
+    _require(isinstance(raw_votes, list), path, "no `votes` list")
+    votes = [_parse_vote(raw, participant, key, path, i) for i, raw in enumerate(raw_votes)]
+    order = shuffled(sorted(key.groups), order_seed(participant))
+    _require(
+        data.get("group_order") == order,
+        path,
+        "the group order is not the one the page derives from the participant id",
+    )
+    for i, vote in enumerate(votes):
+        expected = order.index(vote.group) + 1
+        _require(
+            vote.position == expected,
+            path,
+            f"vote {i + 1}: position {vote.position}, expected {expected}",
+        )
+    seen: set[str] = set()
+    for vote in votes:
+        _require(vote.group not in seen, path, f"group {vote.group} ({vote.group_key}) twice")
+        seen.add(vote.group)
+    return VotesFile(path, participant, tuple(votes))
+
+
+def load_votes(folder: str | Path, key: StudyKey) -> LoadedVotes:
+    """Every `*.json` file of `folder` (recursively, in name order); bad ones are rejected."""
+    folder = Path(folder)
+    loaded = LoadedVotes(folder, [], [])
+    if not folder.is_dir():
+        return loaded
+    first_file: dict[str, Path] = {}
+    for path in sorted(folder.rglob("*.json")):
+        try:
+            parsed = parse_votes_file(path, key)
+        except VotesError as err:
+            loaded.rejected.append((path, str(err)))
+            continue
+        if parsed.participant in first_file:
+            earlier = first_file[parsed.participant]
+            loaded.rejected.append(
+                (
+                    path,
+                    f"{path}: duplicate: participant {parsed.participant!r} already voted in "
+                    f"{earlier}; keep one file per participant",
+                )
+            )
+            continue
+        first_file[parsed.participant] = path
+        loaded.files.append(parsed)
+    return loaded
+
+
+# -- statistics -----------------------------------------------------------------------------------
+def choices_frame(votes: Iterable[Vote]) -> pd.DataFrame:
+    """One row per answered vote: participant, group, group_key, subset, position, method, shown."""
+    rows = [
+        {
+            "participant": v.participant,
+            "group": v.group,
+            "group_key": v.group_key,
+            "subset": v.group_key.partition("/")[0] if "/" in v.group_key else "",
+            "position": v.position,
+            "method": v.choice,
+            "shown": v.shown,
+        }
+        for v in votes
+        if v.choice is not None
+    ]
+    columns = ["participant", "group", "group_key", "subset", "position", "method", "shown"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def vote_table(choices: pd.DataFrame, methods: Sequence[str]) -> pd.DataFrame:
+    """Votes, preference (% of all votes) and rank (1 = most votes; ties share the best rank)."""
+    votes = choices["method"].value_counts().reindex(list(methods), fill_value=0).astype(int)
+    total = int(votes.sum())
+    preference = 100 * votes / total if total else votes * np.nan
+    table = pd.DataFrame({"votes": votes, "preference": preference})
+    table["rank"] = votes.rank(ascending=False, method="min").astype(int)
+    table.index.name = "method"
+    return table
+
+
+def _aggregate(
+    choices: pd.DataFrame, methods: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Per participant, per distinct choice set: wins of each method.
+
+    Returns (sets: U x M 0/1 matrix of the distinct sets shown, wins: P x U x M counts,
+    participants).
+    """
+    index = {m: i for i, m in enumerate(methods)}
+    set_keys = sorted({frozenset(s) for s in choices["shown"]}, key=sorted)
+    set_index = {s: u for u, s in enumerate(set_keys)}
+    participants = sorted(choices["participant"].unique())
+    p_index = {p: i for i, p in enumerate(participants)}
+    sets = np.zeros((len(set_keys), len(methods)))
+    for s, u in set_index.items():
+        sets[u, [index[m] for m in s]] = 1
+    wins = np.zeros((len(participants), len(set_keys), len(methods)))
+    for participant, shown, method in zip(
+        choices["participant"], choices["shown"], choices["method"], strict=True
+    ):
+        wins[p_index[participant], set_index[frozenset(shown)], index[method]] += 1
+    return sets, wins, participants
+
+
+def luce_mm(
+    sets: np.ndarray, wins: np.ndarray, tol: float = 1e-12, max_iter: int = 100_000
+) -> np.ndarray:
+    """Plackett-Luce strengths from first choices (Luce's choice model) by Hunter's MM.
+
+    sets: U x M 0/1 (distinct choice sets), wins: U x M (how often each method was chosen from
+    each set). Update: p_i <- W_i / sum_u n_u [i in S_u] / sum_{j in S_u} p_j, with W_i the
+    wins of i and n_u the choices made from S_u; normalised to sum 1 after every step.
+    A method never chosen gets 0; one never shown gets NaN.
+    """
+    shown = sets.T @ wins.sum(axis=1) > 0  # method appears in a set someone chose from
+    total_wins = wins.sum(axis=0)
+    n_per_set = wins.sum(axis=1)
+    p = np.where(shown, 1.0, 0.0)
+    if total_wins.sum() == 0:
+        return np.full(sets.shape[1], np.nan)
+    p /= p.sum()
+    for _ in range(max_iter):
+        denominators = sets @ p  # U
+        used = n_per_set > 0
+        weight = sets[used].T @ (n_per_set[used] / denominators[used])  # M
+        new = np.divide(total_wins, weight, out=np.zeros_like(p), where=weight > 0)
+        new /= new.sum()
+        done = np.max(np.abs(new - p)) < tol
+        p = new
+        if done:
+            break
+    return np.where(shown, p, np.nan)
+
+
+def luce_strengths(choices: pd.DataFrame, methods: Sequence[str]) -> pd.Series:
+    """Plackett-Luce (first-choice) strength per method, summing to 1 (see `luce_mm`)."""
+    if choices.empty:
+        return pd.Series(np.nan, index=list(methods), name="strength")
+    sets, wins, _ = _aggregate(choices, methods)
+    return pd.Series(luce_mm(sets, wins.sum(axis=0)), index=list(methods), name="strength")
+
+
+def preferred_over(strengths: pd.Series) -> pd.DataFrame:
+    """P(row preferred over column) = p_row / (p_row + p_col); the diagonal is NaN."""
+    p = strengths.to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        matrix = p[:, None] / (p[:, None] + p[None, :])
+    np.fill_diagonal(matrix, np.nan)
+    return pd.DataFrame(matrix, index=strengths.index, columns=strengths.index)
+
+
+def bootstrap(
+    choices: pd.DataFrame,
+    methods: Sequence[str],
+    n_boot: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Percentile intervals over participants for preference (%) and strength.
+
+    Each replicate draws as many participants as there are, with replacement, and recomputes
+    the vote shares and the Plackett-Luce strengths from their votes. Columns:
+    preference_low/high, strength_low/high (NaN without votes).
+    """
+    columns = ["preference_low", "preference_high", "strength_low", "strength_high"]
+    if choices.empty:
+        return pd.DataFrame(np.nan, index=list(methods), columns=columns)
+    sets, wins, participants = _aggregate(choices, methods)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(participants), size=(n_boot, len(participants)))
+    shares = np.empty((n_boot, len(methods)))
+    strengths = np.empty((n_boot, len(methods)))
+    for b, drawn in enumerate(draws):
+        sample = wins[drawn].sum(axis=0)  # U x M
+        counts = sample.sum(axis=0)
+        shares[b] = 100 * counts / counts.sum() if counts.sum() else np.nan
+        strengths[b] = luce_mm(sets, sample, tol=1e-9)
+    alpha = 100 * (1 - level) / 2
+    out = pd.DataFrame(index=list(methods), columns=columns, dtype=float)
+    out["preference_low"], out["preference_high"] = np.nanpercentile(
+        shares, [alpha, 100 - alpha], axis=0
+    )
+    out["strength_low"], out["strength_high"] = np.nanpercentile(
+        strengths, [alpha, 100 - alpha], axis=0
+    )
+    return out
+
+
+def fleiss_kappa(choices: pd.DataFrame, methods: Sequence[str]) -> dict[str, float]:
+    """Fleiss' kappa over groups answered by >= 2 participants (variable numbers of raters).
+
+    Returns kappa, observed agreement P-bar (the chance that two participants who answered the
+    same group chose the same image), chance agreement P_e = sum_j p_j^2, the number of groups
+    used and the mean number of participants per group. NaN where undefined.
+    """
+    counts = pd.crosstab(choices["group"], choices["method"]).reindex(
+        columns=list(methods), fill_value=0
+    )
+    counts = counts[counts.sum(axis=1) >= 2]
+    result = {"kappa": np.nan, "observed": np.nan, "expected": np.nan}
+    result |= {"groups": float(len(counts)), "raters_per_group": np.nan}
+    if counts.empty:
+        return result
+    n = counts.to_numpy(dtype=float)
+    raters = n.sum(axis=1)
+    per_group = (n * (n - 1)).sum(axis=1) / (raters * (raters - 1))
+    observed = per_group.mean()
+    share = n.sum(axis=0) / raters.sum()
+    expected = float((share**2).sum())
+    kappa = (observed - expected) / (1 - expected) if expected < 1 else np.nan
+    result.update(
+        kappa=float(kappa),
+        observed=float(observed),
+        expected=expected,
+        raters_per_group=float(raters.mean()),
+    )
+    return result
+
+
+def per_participant(choices: pd.DataFrame, methods: Sequence[str]) -> pd.DataFrame:
+    """Votes per participant (rows) and method (columns)."""
+    table = pd.crosstab(choices["participant"], choices["method"])
+    return table.reindex(columns=list(methods), fill_value=0)
+
+
+def per_subset(choices: pd.DataFrame, methods: Sequence[str]) -> pd.DataFrame:
+    """Preference (%) per subset (first folder of the group name; rows) and method."""
+    table = pd.crosstab(choices["subset"], choices["method"], normalize="index") * 100
+    return table.reindex(columns=list(methods), fill_value=0.0)
+
+
+@dataclass
+class Tally:
+    """Everything the Table V report shows."""
+
+    key: StudyKey
+    loaded: LoadedVotes
+    choices: pd.DataFrame
+    table: pd.DataFrame  # votes, preference, rank, strength, CI columns
+    agreement: dict[str, float]
+
+    @property
+    def participants(self) -> int:
+        return self.choices["participant"].nunique()
+
+
+def tally(votes_dir: str | Path, key_path: str | Path, n_boot: int = 2000, seed: int = 0) -> Tally:
+    """Load the key and every votes file, and compute the whole table."""
+    key = load_key(key_path)
+    loaded = load_votes(votes_dir, key)
+    choices = choices_frame(loaded.votes)
+    table = vote_table(choices, key.methods)
+    table["strength"] = luce_strengths(choices, key.methods)
+    table = table.join(bootstrap(choices, key.methods, n_boot, seed=seed))
+    return Tally(key, loaded, choices, table, fleiss_kappa(choices, key.methods))
