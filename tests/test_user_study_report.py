@@ -11,7 +11,7 @@ import nbformat
 import pytest
 from study_helpers import CHOICES, GROUPS, write_inputs, write_votes
 
-from regionharmony import report
+from regionharmony.cli import main as cli_main
 from regionharmony.user_study import build_study
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,7 +53,7 @@ def render(study: Path, votes: str, name: str) -> tuple[str, nbformat.NotebookNo
     argv += ["--executed-out", str(out.with_suffix(".ipynb"))]
     argv += ["-r", "votes_dir", str(study / votes), "-r", "key_path", str(study / "study.key.json")]
     argv += ["-r", "model_summary", "", "-p", "n_boot", "300"]
-    assert report.main(argv) == 0
+    assert cli_main(["report", *argv]) == 0
     executed = nbformat.read(out.with_suffix(".ipynb"), as_version=4)
     outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]

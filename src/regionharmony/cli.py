@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "regionharmony.evaluate",
     "features": "regionharmony.features",
     "report": "regionharmony.report",
+    "user-study": "regionharmony.user_study",
 }
 
 

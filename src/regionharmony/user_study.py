@@ -51,7 +51,8 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from regionharmony.io import atomic_write_text, code_version
+from regionharmony.errors import UserError
+from regionharmony.io import atomic_directory, atomic_write_text, code_version
 from regionharmony.votes import FORMAT_VERSION, KEY_FORMAT, VotesError, tally
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -60,7 +61,7 @@ DEFAULT_TITLE = "Which image looks best?"
 MAX_LISTED = 5  # names listed in an error
 
 
-class StudyError(ValueError):
+class StudyError(UserError, ValueError):
     """Inputs a study cannot be built from; the message names the files."""
 
 
@@ -252,7 +253,6 @@ def build_study(
     force: bool = False,
 ) -> dict[str, Any]:
     """Check every input, then write the participant folder and the key; return the key."""
-    from regionharmony.data import atomic_directory  # imports torch: only when building
 
     out = Path(out)
     key_path = Path(key_path) if key_path else default_key_path(out)

@@ -50,6 +50,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from regionharmony.errors import UserError
+
 KEY_FORMAT = "regionharmony-user-study-key"
 VOTES_FORMAT = "regionharmony-user-study-votes"
 FORMAT_VERSION = 1
@@ -58,7 +60,7 @@ ORDER_SALT = "group-order"  # the seed of a participant's group order: (particip
 MASK32 = 0xFFFFFFFF
 
 
-class VotesError(ValueError):
+class VotesError(UserError, ValueError):
     """A key or votes file that cannot be used; the message names the file."""
 
 
