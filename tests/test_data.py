@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from regionharmony.cli import main as cli_main
+from regionharmony.config import build_config
 from regionharmony.data import (
     DataError,
     list_samples,
@@ -117,7 +118,15 @@ def test_train_transform_crops_and_flips_all_three_alike():
     composite = real.copy()
     seen_flips = set()
     for seed in range(12):
-        c, m, r = train_transform(composite, mask, real, 12, 20, np.random.default_rng(seed))
+        c, m, r = train_transform(
+            composite,
+            mask,
+            real,
+            12,
+            np.random.default_rng(seed),
+            crop="resize_then_crop",
+            load_size=20,
+        )
         assert c.shape == r.shape == (12, 12, 3) and m.shape == (12, 12)
         assert np.array_equal(c, r) and np.array_equal(m, c[..., 0] > 127)
         # the crop is a window of the (flipped) original
@@ -140,11 +149,39 @@ def test_train_transform_resizes_before_the_crop():
     real[:, :30] = 200
     mask = np.zeros((40, 60), bool)
     mask[:, :30] = True
-    c, m, r = train_transform(real, mask, real, 16, 20, np.random.default_rng(1))
+    c, m, r = train_transform(
+        real, mask, real, 16, np.random.default_rng(1), crop="resize_then_crop", load_size=20
+    )
     assert c.shape == (16, 16, 3)
     assert np.array_equal(c, r)
     # foreground and bright pixels stay on the same side after resize, crop and flip
     assert np.array_equal(m[:, [0, -1]], c[:, [0, -1], 0] > 100)
+
+
+def test_paper_profile_crop_moves_and_keeps_the_three_aligned():
+    """The paper profile's crop (BargainNet's random-resized crop, then a flip): 50 seeds give
+    many distinct crops, and composite, mask and real stay aligned."""
+    train = build_config("paper").train
+    assert train.crop == "resized" and train.image_size == 256
+    blocks = np.random.default_rng(0).integers(0, 2, (12, 16)).astype(bool)
+    mask = np.kron(blocks, np.ones((25, 25), bool))  # 300 x 400, blocks of 25 px
+    real = np.zeros((300, 400, 3), np.uint8)
+    real[..., 0] = np.where(mask, 230, 20)
+    real[..., 1] = np.arange(400)[None, :] * 255 // 400  # a horizontal ramp: shows the window
+    composite = real.copy()
+    composite[..., 2] = np.where(mask, 255, 0)  # differs from real in a mask-aligned way
+    outputs = set()
+    for seed in range(50):
+        rng = np.random.default_rng(seed)
+        c, m, r = train_transform(
+            composite, mask, real, train.image_size, rng, min_scale=train.crop_scale
+        )
+        assert c.shape == r.shape == (256, 256, 3) and m.shape == (256, 256) and m.any()
+        assert np.array_equal(c[..., :2], r[..., :2])  # same window and flip for both images
+        assert np.mean(m == (r[..., 0] > 125)) > 0.97  # the mask follows the image content
+        assert np.mean(m == (c[..., 2] > 127)) > 0.97
+        outputs.add(r[..., 1].tobytes())
+    assert len(outputs) >= 45, f"only {len(outputs)} distinct crops in 50 draws"
 
 
 def test_training_draws_depend_on_seed_epoch_and_index_only(root):
@@ -165,7 +202,7 @@ def test_dataset_refuses_contradictory_sizes(root):
     with pytest.raises(ValueError, match="not both"):
         HarmonyDataset(root, "train", train_size=16, eval_size=16)
     with pytest.raises(ValueError, match="smaller"):
-        HarmonyDataset(root, "train", train_size=16, load_size=8)
+        HarmonyDataset(root, "train", train_size=16, load_size=8, crop="resize_then_crop")
 
 
 def test_a_resized_mask_is_never_empty():

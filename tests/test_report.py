@@ -351,7 +351,7 @@ def test_index_links_every_report_with_its_provenance(rendered, tree):
     out = tree / "reports" / "index.html"
     reports = [rendered[name] for name in sorted(rendered)]
     argv = ["--index", "--out", str(out), "--reports", *map(str, reports)]
-    argv += ["--profile", "mini", "--data", str(tree / "data" / "mini"), "--commit", "c0ffee"]
+    argv += ["--profile", "mini", "--data", str(tree / "data" / "mini"), "--code-version", "c0ffee"]
     assert report_main(argv) == 0
     text = out.read_text()
     for path in reports:

@@ -60,14 +60,17 @@ class LossConfig:
 class TrainConfig:
     """Optimiser, schedule and bookkeeping (DESIGN.md section 5)."""
 
-    image_size: int = 256  # training crop
-    load_size: int = 256  # images are resized to this before the random crop
+    image_size: int = 256  # training crop side
+    crop: str = "resized"  # resized (BargainNet's random-resized crop) | resize_then_crop
+    crop_scale: float = 0.5  # "resized": the crop covers crop_scale-100 % of the image area
+    load_size: int = 256  # "resize_then_crop": images are resized to this, then cropped
     batch_size: int = 8
     lr: float = 1e-3
     weight_decay: float = 0.01  # AdamW default
     epochs: int = 120  # the paper gives none; peers train 120-180, its fusion ablation 60
+    budget: float = 1.0  # the share of `epochs` this run trains (Fig. 8/9 runs: 0.5)
     max_steps: int = 0  # 0: no cap beyond `epochs`
-    lr_schedule: str = "cosine"  # cosine | constant
+    lr_schedule: str = "constant"  # constant (the paper states no schedule) | cosine
     checkpoint_every: int = 500  # steps; a checkpoint is also written at every epoch end
     val_split: str = "test"  # per-epoch validation (Fig. 8/9 curves) on this split
     val_limit: int = 0  # 0: all validation images
@@ -162,6 +165,12 @@ def validate(cfg: Config, source: str = "config") -> Config:
         value = getattr(t, key)
         _require(value >= 1, f"{source}: train.{key} must be at least 1, got {value}")
     _require(
+        t.crop in ("resized", "resize_then_crop"),
+        f"{source}: train.crop must be resized or resize_then_crop, got {t.crop!r}",
+    )
+    _require(0 < t.crop_scale <= 1, f"{source}: train.crop_scale must be in (0, 1]")
+    _require(0 < t.budget <= 1, f"{source}: train.budget must be in (0, 1], got {t.budget}")
+    _require(
         t.val_split in ("train", "test"),
         f"{source}: train.val_split must be train or test, got {t.val_split!r}",
     )
@@ -173,7 +182,7 @@ def validate(cfg: Config, source: str = "config") -> Config:
         f"{multiple}",
     )
     _require(
-        t.load_size >= t.image_size,
+        t.crop != "resize_then_crop" or t.load_size >= t.image_size,
         f"{source}: train.load_size {t.load_size} is smaller than train.image_size {t.image_size}",
     )
     return cfg

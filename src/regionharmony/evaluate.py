@@ -33,8 +33,15 @@ from regionharmony.data.check import require_valid_root
 from regionharmony.data.dataset import HarmonyDataset
 from regionharmony.data.layout import SUBSETS
 from regionharmony.errors import DataError
-from regionharmony.io import atomic_directory
-from regionharmony.metrics import PSNR_RANGES, SSIM_MODES, aggregate, image_metrics
+from regionharmony.io import atomic_directory, atomic_write_text
+from regionharmony.metrics import (
+    PSNR_RANGES,
+    SSIM_MODES,
+    aggregate,
+    headline,
+    image_metrics,
+    seed_summary,
+)
 from regionharmony.model import blend
 from regionharmony.options import add_data_root, add_device, add_progress, add_split, add_subsets
 from regionharmony.runtime import resolve_device
@@ -161,8 +168,9 @@ def evaluate_model(
 
 def format_summary(summary: dict) -> str:
     """The per-subset table, SSIM and fSSIM on the paper's 0-100 scale."""
+    seeds = f" (mean of seeds {', '.join(summary['seeds'])})" if "seeds" in summary else ""
     lines = [
-        f"{'':<12}{'n':>6}{'MSE':>10}{'PSNR':>8}{'fMSE':>10}{'SSIM':>8}{'fSSIM':>8}",
+        f"{'':<12}{'n':>6}{'MSE':>10}{'PSNR':>8}{'fMSE':>10}{'SSIM':>8}{'fSSIM':>8}{seeds}",
     ]
     for name, s in summary["subsets"].items():
         lines.append(
@@ -194,7 +202,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--checkpoint",
         type=Path,
         metavar="PATH",
-        help="model directory (model.pt + config.json) or model.pt",
+        help="model directory (model.pt + config.json), its model.pt, or a variant directory "
+        "of several seeds (seed<N>/ folders: each is evaluated into OUTDIR/seed<N>/ and "
+        "OUTDIR/metrics.json holds their mean and spread)",
     )
     which.add_argument("--baseline", choices=["composite"], help="score the input composite itself")
     add_split(parser)
@@ -231,21 +241,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers", type=int, default=0, help="data-loading worker processes (default 0)"
     )
+    parser.add_argument(
+        "--headline",
+        type=Path,
+        metavar="JSON",
+        help="also write the 'All' means (and their spread over seeds) to this small file, the "
+        "one `dvc metrics` and `dvc exp show` read",
+    )
     add_progress(parser)
 
 
-def run(args: argparse.Namespace) -> int:
-    model = None
-    source = "composite"
-    if args.checkpoint is not None:
-        from regionharmony.model import load_checkpoint
+def seed_dirs(checkpoint: Path) -> list[Path]:
+    """The `seed<N>` model directories of a multi-seed variant (`train --seeds`), in seed order;
+    empty for a single model directory or model.pt."""
+    if not checkpoint.is_dir() or (checkpoint / "model.pt").is_file():
+        return []
+    found = [p for p in checkpoint.glob("seed*") if (p / "model.pt").is_file()]
+    return sorted(found, key=lambda p: int(p.name[4:]) if p.name[4:].isdigit() else 0)
 
-        model = load_checkpoint(args.checkpoint, map_location="cpu")
-        source = str(args.checkpoint)
-    summary = evaluate_model(
-        model,
-        args.data_root,
-        args.out,
+
+def run(args: argparse.Namespace) -> int:
+    from regionharmony.model import load_checkpoint
+
+    settings = dict(
         split=args.split,
         size=args.size,
         subsets=args.subsets,
@@ -256,9 +274,26 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         batch_size=args.batch_size,
         workers=args.workers,
-        source=source,
         progress=not args.no_progress,
     )
+    seeds = seed_dirs(args.checkpoint) if args.checkpoint is not None else []
+    if seeds:
+        per_seed = {}
+        for folder in seeds:
+            model = load_checkpoint(folder, map_location="cpu")
+            per_seed[folder.name] = evaluate_model(
+                model, args.data_root, args.out / folder.name, source=str(folder), **settings
+            )
+        summary = seed_summary(per_seed)
+        atomic_write_text(json.dumps(summary, indent=2) + "\n", args.out / "metrics.json")
+    else:
+        model, source = None, "composite"
+        if args.checkpoint is not None:
+            model = load_checkpoint(args.checkpoint, map_location="cpu")
+            source = str(args.checkpoint)
+        summary = evaluate_model(model, args.data_root, args.out, source=source, **settings)
+    if args.headline:
+        atomic_write_text(json.dumps(headline(summary), indent=2) + "\n", args.headline)
     print(format_summary(summary))
-    print(f"wrote {args.out / 'per_image.csv'} and {args.out / 'metrics.json'}")
+    print(f"wrote {args.out / 'metrics.json'}")
     return 0

@@ -213,3 +213,39 @@ def aggregate(per_image: pd.DataFrame, subset_order: tuple[str, ...] | None = No
         "subsets": by_subset,
         "fg_ratio_bins": {name: mean_scores(per_image[bins == name]) for name in FG_BINS},
     }
+
+
+def seed_summary(per_seed: dict[str, dict]) -> dict:
+    """The metrics.json of several seeds of one variant: per subset and bin, every metric's
+    mean over seeds, `<metric>_std` (sample standard deviation; 0 for one seed) and
+    `<metric>_seeds` (the values, in seed order). `per_seed` maps a seed name to that seed's
+    metrics.json (`aggregate` plus the evaluation fields)."""
+    runs = list(per_seed.values())
+    out: dict = {k: v for k, v in runs[0].items() if k not in ("subsets", "fg_ratio_bins")}
+    out["seeds"] = list(per_seed)
+    for group in ("subsets", "fg_ratio_bins"):
+        out[group] = {}
+        for name, first in runs[0][group].items():
+            entry: dict = {"n": first["n"]}
+            for metric in METRICS:
+                values = [run[group][name][metric] for run in runs]
+                known = [v for v in values if v is not None]
+                entry[metric] = float(np.mean(known)) if known else None
+                entry[f"{metric}_std"] = float(np.std(known, ddof=1)) if len(known) > 1 else 0.0
+                entry[f"{metric}_seeds"] = values
+            out[group][name] = entry
+    return out
+
+
+def headline(metrics: dict) -> dict[str, float | int | None]:
+    """The few numbers `dvc metrics` / `dvc exp show` compare: "All" means (and their spread
+    over seeds, where there are seeds)."""
+    overall = metrics["subsets"]["All"]
+    keep = {"n": overall["n"]}
+    for metric in METRICS:
+        keep[metric] = overall[metric]
+        if f"{metric}_std" in overall:
+            keep[f"{metric}_std"] = overall[f"{metric}_std"]
+    if "seeds" in metrics:
+        keep["seeds"] = len(metrics["seeds"])
+    return keep

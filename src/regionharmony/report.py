@@ -5,7 +5,7 @@
                          [--executed-out reports/NAME.ipynb] [--title TEXT] [--no-input]
                          [--timeout SECONDS]
     regionharmony report --index --out reports/index.html --reports reports/*.html
-                         [--profile P] [--data DIR] [--commit C] [--title TEXT]
+                         [--profile P] [--data DIR] [--code-version V] [--title TEXT]
 
 Execution and rendering happen in one process: the papermill Python API runs the notebook in a
 `python3` kernel (working directory `--cwd`, default the current one, i.e. the repository root
@@ -283,7 +283,7 @@ def build_index(
     commit: str,
     title: str = "Reports: Image Harmonization with Region-wise Contrastive Learning",
 ) -> str:
-    """HTML linking every report, with the profile, dataset and commit that produced them."""
+    """HTML linking every report, with the profile, dataset and code version behind them."""
     e = html.escape
     dataset, official = dataset_description(data)
     paper_run = profile == "paper" and official
@@ -326,7 +326,7 @@ td, th {{ border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; }}
 <body>
 <h1>{e(title)}</h1>
 <p>Produced by profile <code>{e(profile)}</code> on dataset <code>{e(data)}</code>
-({e(dataset)}) at commit <code>{e(commit)}</code>.</p>
+({e(dataset)}) with code version <code>{e(commit)}</code> (a digest of the package source).</p>
 {warning}
 <table>
 <tr>{head}</tr>
@@ -381,7 +381,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     index.add_argument("--reports", nargs="+", type=Path, default=[], help="rendered reports")
     index.add_argument("--profile", default="unknown", help="the profile that produced them")
     index.add_argument("--data", default="", help="the dataset root that produced them")
-    index.add_argument("--commit", help="the code commit (default: git rev-parse HEAD)")
+    index.add_argument("--code-version", help="default: the digest of this package's source")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -390,7 +390,7 @@ def run(args: argparse.Namespace) -> int:
             raise ReportError("--index takes no NOTEBOOK")
         if not args.reports:
             raise ReportError("--index needs --reports")
-        commit = args.commit or code_version()
+        commit = args.code_version or code_version()
         kwargs = {"title": args.title} if args.title else {}
         text = build_index(args.reports, args.out, args.profile, args.data, commit, **kwargs)
         atomic_write_text(text, args.out)

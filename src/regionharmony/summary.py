@@ -6,6 +6,7 @@ import argparse
 import json
 
 from regionharmony.config import config_from_args
+from regionharmony.io import code_version
 from regionharmony.options import add_config
 
 
@@ -35,12 +36,14 @@ def run(args: argparse.Namespace) -> int:
         "params_head": count_parameters(HarmonizationLoss(cfg.loss)),
         "image_size": size,
         "gflops_per_image": round(forward_gflops(model, size), 3),
+        "code_version": code_version(),
     }
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
     generator, head = report["params_generator"], report["params_head"]
     print(f"profile            {report['profile']} (fusion: {report['fusion']})")
+    print(f"code version       {code_version()}")
     print(f"generator params   {generator:,} ({generator / 1e6:.2f} M)")
     print(f"contrastive head   {head:,} ({head / 1e6:.3f} M)")
     print(

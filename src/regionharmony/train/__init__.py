@@ -26,10 +26,17 @@ ranks keep per-rank statistics). Rank 0 logs and writes checkpoints.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
+import logging
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
-from regionharmony.config import config_from_args
+import torch
+
+from regionharmony.config import Config, config_from_args
 from regionharmony.options import add_config, add_progress, add_subsets
 from regionharmony.train.logs import attach_log_file
 from regionharmony.train.step import NonFiniteLossError
@@ -39,37 +46,87 @@ __all__ = ["NonFiniteLossError", "Trainer", "add_arguments", "attach_log_file", 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.description = "Train one model variant; re-running resumes from its last checkpoint."
+    parser.description = (
+        "Train one model variant (one model per --seeds entry); re-running resumes each from "
+        "its last checkpoint."
+    )
     add_config(parser)
     parser.add_argument(
         "--data-root", type=Path, required=True, help="iHarmony4-layout dataset root"
     )
     parser.add_argument("--out", type=Path, required=True, help="model directory to write")
     parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        metavar="SEED",
+        help="train one model per seed (train.seed), into OUT/seed<SEED>/ (default: one model, "
+        "the config's seed, into OUT/)",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="with --seeds: train this many seeds at once, in separate processes that share "
+        "the CPU threads (default 1)",
+    )
+    parser.add_argument(
         "--checkpoint-dir",
         type=Path,
-        help="where resumable checkpoints live (default: OUT/checkpoints)",
+        help="where resumable checkpoints live (default: OUT/checkpoints; with --seeds, one "
+        "folder per seed below it)",
     )
     add_subsets(parser, "train on these subsets only (default: all)")
     add_progress(parser)
 
 
+def train_one(
+    cfg: Config,
+    data_root: Path,
+    out: Path,
+    checkpoint_dir: Path | None,
+    subsets: list[str] | None,
+    progress: bool,
+    threads: int = 0,
+) -> dict[str, Any]:
+    """One training run into `out` (its own train.log); the model directory's summary."""
+    if threads:
+        torch.set_num_threads(threads)
+    out.mkdir(parents=True, exist_ok=True)
+    handler = attach_log_file(out / "train.log")
+    try:
+        trainer = Trainer(cfg, data_root, out, checkpoint_dir, subsets, show_progress=progress)
+        return trainer.run()
+    finally:
+        logging.getLogger("regionharmony").removeHandler(handler)
+        handler.close()
+
+
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
-    args.out.mkdir(parents=True, exist_ok=True)
-    handler = attach_log_file(args.out / "train.log")
-    try:
-        trainer = Trainer(
-            cfg,
-            args.data_root,
-            args.out,
-            args.checkpoint_dir,
-            args.subsets,
-            show_progress=not args.no_progress,
+    progress = not args.no_progress
+    if not args.seeds:
+        summary = train_one(
+            cfg, args.data_root, args.out, args.checkpoint_dir, args.subsets, progress
         )
-        summary = trainer.run()
-    finally:
-        handler.close()
-    if summary:
-        print(json.dumps({k: summary[k] for k in ("steps", "final_validation")}, indent=2))
+        if summary:
+            print(json.dumps({k: summary[k] for k in ("steps", "final_validation")}, indent=2))
+        return 0
+    runs = []
+    for seed in args.seeds:
+        seeded = copy.deepcopy(cfg)
+        seeded.train.seed = seed
+        ckpt = args.checkpoint_dir / f"seed{seed}" if args.checkpoint_dir else None
+        runs.append((seeded, args.data_root, args.out / f"seed{seed}", ckpt, args.subsets))
+    jobs = max(1, min(args.jobs, len(runs)))
+    if jobs == 1:
+        summaries = [train_one(*r, progress) for r in runs]
+    else:
+        threads = max(1, torch.get_num_threads() // jobs)
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(jobs, mp_context=context) as pool:
+            futures = [pool.submit(train_one, *r, False, threads) for r in runs]
+            summaries = [f.result() for f in futures]
+    for seed, summary in zip(args.seeds, summaries, strict=True):
+        print(f"seed {seed}: {summary['steps']} steps, validation {summary['final_validation']}")
     return 0

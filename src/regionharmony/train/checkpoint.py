@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from regionharmony.config import Config
-from regionharmony.io import PACKAGE_DIR, atomic_save
+from regionharmony.io import atomic_save, source_digest
 
 log = logging.getLogger("regionharmony.train")
 
@@ -20,8 +20,7 @@ def run_fingerprint(cfg: Config, train_names: list[str]) -> str:
     """What a checkpoint must match to be resumed: the configuration, the package source and
     the training list. Any change trains afresh instead of resuming into stale weights."""
     digest = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode())
-    for source in sorted(PACKAGE_DIR.rglob("*.py")):
-        digest.update(source.read_bytes())
+    digest.update(source_digest().encode())
     digest.update("\n".join(train_names).encode())
     return digest.hexdigest()
 

@@ -68,6 +68,8 @@ class Trainer:
             subsets=subsets,
             train_size=self.tc.image_size,
             load_size=self.tc.load_size,
+            crop=self.tc.crop,
+            min_scale=self.tc.crop_scale,
         )
         self.plan = BatchPlan(
             self.train_set,
@@ -84,7 +86,7 @@ class Trainer:
                 f"{self.data_root} has {len(self.train_set)} training pairs, fewer than one "
                 f"batch of {self.tc.batch_size}"
             )
-        self.total_steps = self.steps_per_epoch * self.tc.epochs
+        self.total_steps = self.steps_per_epoch * max(1, round(self.tc.epochs * self.tc.budget))
         if self.tc.max_steps:
             self.total_steps = min(self.total_steps, self.tc.max_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.lr_factor)
