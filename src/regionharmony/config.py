@@ -78,9 +78,10 @@ class TrainConfig:
     num_workers: int = 0
     device: str = "auto"  # auto | cpu | cuda
     sync_bn: bool = True  # SyncBatchNorm under DDP on GPUs (unsupported on CPU)
-    bf16: bool = False
-    channels_last: bool = False
-    compile: bool = False
+    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | bf16 | fp32
+    channels_last: str = "auto"  # channels-last memory: auto (on CUDA) | always | never
+    compile: str = "auto"  # torch.compile of generator + L_all: auto (on CUDA) | always | never
+    sync_every: int = 0  # steps between host syncs (finite check, logs); 0: 1 on CPU, 25 on CUDA
 
 
 @dataclass
@@ -169,6 +170,16 @@ def validate(cfg: Config, source: str = "config") -> Config:
         f"{source}: train.crop must be resized or resize_then_crop, got {t.crop!r}",
     )
     _require(0 < t.crop_scale <= 1, f"{source}: train.crop_scale must be in (0, 1]")
+    for key in ("channels_last", "compile"):
+        value = getattr(t, key)
+        _require(
+            value in ("auto", "always", "never"),
+            f"{source}: train.{key} must be auto, always or never, got {value!r}",
+        )
+    _require(
+        t.precision in ("auto", "bf16", "fp32"),
+        f"{source}: train.precision must be auto, bf16 or fp32, got {t.precision!r}",
+    )
     _require(0 < t.budget <= 1, f"{source}: train.budget must be in (0, 1], got {t.budget}")
     _require(
         t.val_split in ("train", "test"),

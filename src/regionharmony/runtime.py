@@ -27,3 +27,17 @@ def autocast(device: torch.device, bf16: bool) -> AbstractContextManager:
     if bf16:
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return nullcontext()
+
+
+AUTO_SWITCHES = ("auto", "always", "never")
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def on_for(device: torch.device, setting: str) -> bool:
+    """An auto / always / never switch: "auto" means on for CUDA, off on the CPU."""
+    return setting == "always" or (setting == "auto" and device.type == "cuda")
+
+
+def uses_bf16(device: torch.device, precision: str) -> bool:
+    """ "auto": bf16 autocast on CUDA (the paper profile's speed default), fp32 on the CPU."""
+    return precision == "bf16" or (precision == "auto" and device.type == "cuda")

@@ -125,7 +125,8 @@ class HarmonyDataset(Dataset):
     * ``train_size`` set: the training transform (`train_transform` with ``crop``,
       ``min_scale`` and ``load_size``, which defaults to ``train_size``). The crop and flip of
       item i are drawn from a generator seeded with (seed, epoch, i): the same for any worker
-      count and on resume. Call `set_epoch` once per epoch.
+      count and on resume. The epoch comes with the key (``dataset[epoch, i]``), so persistent
+      loader workers need no state from the main process; ``dataset[i]`` uses `set_epoch`'s.
     * ``eval_size`` set: the evaluation transform (`eval_transform`).
     * neither: full resolution, unchanged.
     """
@@ -164,11 +165,12 @@ class HarmonyDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
         sample = self.samples[index]
         composite, mask, real = load_pair(sample)
         if self.train_size is not None:
-            rng = np.random.default_rng([self.seed, self.epoch, index])
+            rng = np.random.default_rng([self.seed, epoch, index])
             composite, mask, real = train_transform(
                 composite,
                 mask,

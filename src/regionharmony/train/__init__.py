@@ -37,6 +37,7 @@ from typing import Any
 import torch
 
 from regionharmony.config import Config, config_from_args
+from regionharmony.errors import ConfigError
 from regionharmony.options import add_config, add_progress, add_subsets
 from regionharmony.train.logs import attach_log_file
 from regionharmony.train.step import NonFiniteLossError
@@ -62,6 +63,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SEED",
         help="train one model per seed (train.seed), into OUT/seed<SEED>/ (default: one model, "
         "the config's seed, into OUT/)",
+    )
+    parser.add_argument(
+        "--num-seeds",
+        type=int,
+        metavar="N",
+        help="the same as --seeds with the N seeds train.seed, train.seed + 1, ...",
     )
     parser.add_argument(
         "--jobs",
@@ -105,6 +112,10 @@ def train_one(
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     progress = not args.no_progress
+    if args.num_seeds is not None and not args.seeds:
+        if args.num_seeds < 1:
+            raise ConfigError(f"--num-seeds must be at least 1, got {args.num_seeds}")
+        args.seeds = list(range(cfg.train.seed, cfg.train.seed + args.num_seeds))
     if not args.seeds:
         summary = train_one(
             cfg, args.data_root, args.out, args.checkpoint_dir, args.subsets, progress

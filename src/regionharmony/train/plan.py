@@ -30,9 +30,33 @@ def patch_seeds(seed: int, step: int, indices: torch.Tensor) -> list[int]:
     return [derive_seed(seed, step, int(i)) for i in indices]
 
 
+class EpochBatches:
+    """A batch sampler over a window of the plan: the batches of one epoch from one step on, as
+    (epoch, image index) keys. Re-aimed with `select` before each pass over the loader."""
+
+    def __init__(self, plan: BatchPlan) -> None:
+        self.plan, self.epoch, self.start = plan, 0, 0
+
+    def select(self, epoch: int, start_step: int) -> None:
+        self.epoch, self.start = epoch, start_step
+
+    def __iter__(self):
+        plan = self.plan
+        order = epoch_order(len(plan.dataset), plan.seed, self.epoch)
+        per_rank = plan.batch_size // plan.world
+        for s in range(self.start, plan.steps_per_epoch):
+            batch = order[s * plan.batch_size : (s + 1) * plan.batch_size]
+            mine = batch[plan.rank * per_rank : (plan.rank + 1) * per_rank]
+            yield [(self.epoch, i) for i in mine]
+
+    def __len__(self) -> int:
+        return self.plan.steps_per_epoch - self.start
+
+
 class BatchPlan:
     """This rank's share of every global batch: `batch_size` is the global batch, split into
-    contiguous slices across `world` ranks."""
+    contiguous slices across `world` ranks. One loader for the whole run: with workers, they
+    persist across epochs and prefetch (`prefetch` batches each)."""
 
     def __init__(
         self,
@@ -43,24 +67,23 @@ class BatchPlan:
         world: int = 1,
         num_workers: int = 0,
         pin_memory: bool = False,
+        prefetch: int = 4,
     ) -> None:
         self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
         self.rank, self.world = rank, world
-        self.num_workers, self.pin_memory = num_workers, pin_memory
         self.steps_per_epoch = len(dataset) // batch_size
+        dataset.set_epoch(seed, 0)
+        self.sampler = EpochBatches(self)
+        workers = {"persistent_workers": True, "prefetch_factor": prefetch} if num_workers else {}
+        self.loader = DataLoader(
+            dataset,
+            batch_sampler=self.sampler,
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+            **workers,
+        )
 
     def batches(self, epoch: int, start_step: int) -> DataLoader:
         """The batches of `epoch` from `start_step` on."""
-        order = epoch_order(len(self.dataset), self.seed, epoch)
-        per_rank = self.batch_size // self.world
-        plan = []
-        for s in range(start_step, self.steps_per_epoch):
-            batch = order[s * self.batch_size : (s + 1) * self.batch_size]
-            plan.append(batch[self.rank * per_rank : (self.rank + 1) * per_rank])
-        self.dataset.set_epoch(self.seed, epoch)
-        return DataLoader(
-            self.dataset,
-            batch_sampler=plan,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-        )
+        self.sampler.select(epoch, start_step)
+        return self.loader

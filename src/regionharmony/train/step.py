@@ -27,14 +27,27 @@ class Objective(nn.Module):
 
 
 def require_finite(
-    terms: dict[str, torch.Tensor], step: int, checkpoint: str, device, group: Distributed
-) -> None:
-    """Stop every rank together when any loss term on any rank is not finite."""
-    bad = [k for k, v in terms.items() if not torch.isfinite(v)]
-    if any_rank(bool(bad), device, group) and not bad:
-        bad = ["on another rank"]
-    if bad:
+    window: list[tuple[int, dict[str, torch.Tensor]]], checkpoint: str, device, group: Distributed
+) -> list[tuple[int, dict[str, float]]]:
+    """The loss terms of a window of steps as numbers, read from the device in ONE transfer
+    (the training step's only host synchronisation); stops every rank together, naming the
+    first step and term that is not finite on any rank."""
+    names = list(window[0][1])
+    values = torch.stack([torch.stack([terms[k].float() for k in names]) for _, terms in window])
+    values = values.cpu()
+    finite = torch.isfinite(values)
+    if any_rank(not bool(finite.all()), device, group):
+        if finite.all():
+            step, bad = window[0][0], ["on another rank"]
+        else:
+            row = int((~finite).any(dim=1).nonzero()[0])
+            step = window[row][0]
+            bad = [k for k, ok in zip(names, finite[row].tolist(), strict=True) if not ok]
         raise NonFiniteLossError(
             f"non-finite loss at step {step} ({', '.join(bad)}); stopping. The last good "
             f"checkpoint is {checkpoint}"
         )
+    return [
+        (step, dict(zip(names, row, strict=True)))
+        for (step, _), row in zip(window, values.tolist(), strict=True)
+    ]

@@ -26,7 +26,7 @@ from regionharmony.evaluate import score_batch
 from regionharmony.io import atomic_save, atomic_write_text, code_version
 from regionharmony.loss import HarmonizationLoss
 from regionharmony.model import build_model, count_parameters, forward_gflops
-from regionharmony.runtime import autocast, resolve_device
+from regionharmony.runtime import autocast, on_for, resolve_device, uses_bf16
 from regionharmony.train.checkpoint import CheckpointStore, run_fingerprint
 from regionharmony.train.distributed import init_distributed, local_rank
 from regionharmony.train.logs import TrainingLogs
@@ -55,10 +55,16 @@ class Trainer:
             raise DataError(
                 f"train.batch_size {self.tc.batch_size} is not divisible by {self.dist.world} ranks"
             )
+        cuda = self.device.type == "cuda"
+        self.bf16 = uses_bf16(self.device, self.tc.precision)
+        self.channels_last = on_for(self.device, self.tc.channels_last)
+        self.sync_every = self.tc.sync_every or (25 if cuda else 1)
         self.model, self.criterion = self.build_networks()
         # the head's parameters are in the optimiser from step 0 (DESIGN.md section 2)
         params = list(self.model.parameters()) + list(self.criterion.parameters())
-        self.optimizer = torch.optim.AdamW(params, lr=self.tc.lr, weight_decay=self.tc.weight_decay)
+        self.optimizer = torch.optim.AdamW(
+            params, lr=self.tc.lr, weight_decay=self.tc.weight_decay, fused=cuda
+        )
 
         require_valid_root(self.data_root, split="train", subsets=subsets)
         require_valid_root(self.data_root, split=self.tc.val_split, subsets=subsets)
@@ -78,7 +84,7 @@ class Trainer:
             self.dist.rank,
             self.dist.world,
             self.tc.num_workers,
-            pin_memory=self.device.type == "cuda",
+            pin_memory=cuda,
         )
         self.steps_per_epoch = self.plan.steps_per_epoch
         if self.steps_per_epoch == 0:
@@ -93,6 +99,8 @@ class Trainer:
         self.step = 0
         self.last_terms: dict[str, float] = {}
         self.last_val: dict[str, float] = {}
+        self.pending: list[tuple[int, dict[str, torch.Tensor]]] = []  # steps not yet synced
+        self.logs: TrainingLogs | None = None
         checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else self.out_dir / "checkpoints"
         fingerprint = run_fingerprint(cfg, [s.name for s in self.train_set.samples])
         self.checkpoints = CheckpointStore(checkpoint_dir, fingerprint)
@@ -103,20 +111,23 @@ class Trainer:
         torch.manual_seed(self.tc.seed)
         model = build_model(self.cfg).to(self.device)
         criterion = HarmonizationLoss(self.cfg.loss).to(self.device)
-        if self.tc.channels_last:
+        if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         if self.dist.active and self.tc.sync_bn and self.device.type == "cuda":
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         return model, criterion
 
     def wrap_objective(self) -> nn.Module:
-        generator = torch.compile(self.model) if self.tc.compile else self.model
-        objective: nn.Module = Objective(generator, self.criterion)
+        """Generator + L_all as one module: under DDP, then compiled as a whole (on CUDA by
+        default, `train.compile`)."""
+        objective: nn.Module = Objective(self.model, self.criterion)
         if self.dist.active:
             objective = nn.parallel.DistributedDataParallel(
                 objective,
                 device_ids=[self.device.index] if self.device.type == "cuda" else None,
             )
+        if on_for(self.device, self.tc.compile):
+            objective = torch.compile(objective)
         return objective
 
     def lr_factor(self, step: int) -> float:
@@ -155,26 +166,39 @@ class Trainer:
         return True
 
     # -- one step ----------------------------------------------------------------------------
-    def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
+    def train_step(self, batch: dict[str, Any]) -> None:
+        """Forward, backward and update, without waiting for the device: the loss terms stay on
+        it until `sync` reads a window of steps at once."""
         composite, mask, real = (
             batch[k].to(self.device, non_blocking=True) for k in ("composite", "mask", "real")
         )
-        if self.tc.channels_last:
+        if self.channels_last:
             composite, mask = (
                 t.contiguous(memory_format=torch.channels_last) for t in (composite, mask)
             )
         seeds = patch_seeds(self.tc.seed, self.step, batch["index"])
         self.model.train()
-        with autocast(self.device, self.tc.bf16):
+        with autocast(self.device, self.bf16):
             terms = self.objective(composite, mask, real, seeds)
-        values = {k: v.detach() for k, v in terms.items()}
-        require_finite(values, self.step + 1, str(self.checkpoints.path), self.device, self.dist)
+        self.pending.append((self.step + 1, {k: v.detach() for k, v in terms.items()}))
+        if len(self.pending) >= self.sync_every:
+            self.sync()  # on the CPU (sync_every 1): before the update, as a guard
         self.optimizer.zero_grad(set_to_none=True)
         terms["total"].backward()
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
-        return {k: float(v) for k, v in values.items()}
+
+    def sync(self) -> None:
+        """Read the pending steps' loss terms (one transfer), stop on a non-finite one, log."""
+        if not self.pending:
+            return
+        window, self.pending = self.pending, []
+        checked = require_finite(window, str(self.checkpoints.path), self.device, self.dist)
+        self.last_terms = checked[-1][1]
+        if self.logs is not None:
+            for step, terms in checked:
+                self.logs.log_step(step, terms, self.tc.lr * self.lr_factor(step - 1))
 
     # -- validation ---------------------------------------------------------------------------
     @torch.no_grad()
@@ -190,7 +214,7 @@ class Trainer:
         scores: dict[str, list[float]] = {"mse": [], "psnr": [], "fmse": []}
         for batch in loader:
             composite, mask = batch["composite"].to(self.device), batch["mask"].to(self.device)
-            with autocast(self.device, self.tc.bf16):
+            with autocast(self.device, self.bf16):
                 raw = self.model(composite, mask).float()
             _, per_image = score_batch(raw, composite, mask, batch["real"], ssim_mode=None)
             for image in per_image:
@@ -202,9 +226,10 @@ class Trainer:
     def run(self) -> dict[str, Any]:
         self.resume()
         started = time.time()
-        logs = None
         if self.dist.main:
-            logs = TrainingLogs(self.out_dir / "live", self.step, self.step // self.steps_per_epoch)
+            self.logs = TrainingLogs(
+                self.out_dir / "live", self.step, self.step // self.steps_per_epoch
+            )
         progress = tqdm(
             total=self.total_steps,
             initial=self.step,
@@ -213,7 +238,7 @@ class Trainer:
             dynamic_ncols=True,
         )
         while self.step < self.total_steps:
-            self.run_epoch(logs, progress)
+            self.run_epoch(progress)
         progress.close()
         summary: dict[str, Any] = {}
         if self.dist.main:
@@ -227,23 +252,23 @@ class Trainer:
             torch.distributed.barrier()
         return summary
 
-    def run_epoch(self, logs: TrainingLogs | None, progress: tqdm) -> None:
+    def run_epoch(self, progress: tqdm) -> None:
         """The rest of the current epoch; validation and a checkpoint at its end."""
         epoch, in_epoch = divmod(self.step, self.steps_per_epoch)
-        tick = time.time()
         for batch in self.plan.batches(epoch, in_epoch):
-            self.last_terms = self.train_step(batch)
-            if logs is not None:
-                logs.log_step(self.step, self.last_terms, self.scheduler.get_last_lr()[0])
-            rate = len(batch["index"]) * self.dist.world / max(time.time() - tick, 1e-9)
-            tick = time.time()
-            progress.set_postfix(loss=f"{self.last_terms['total']:.4f}", img_s=f"{rate:.1f}")
+            self.train_step(batch)
             progress.update(1)
+            if not self.pending:  # just synced: the numbers are on the host anyway
+                images = (progress.format_dict.get("rate") or 0.0) * self.tc.batch_size
+                progress.set_postfix(loss=f"{self.last_terms['total']:.4f}", img_s=f"{images:.1f}")
             epoch_end = self.step % self.steps_per_epoch == 0
             if self.step % self.tc.checkpoint_every == 0 and not epoch_end:
+                self.sync()
                 self.save_checkpoint()
             if self.step >= self.total_steps:
                 break
+        self.sync()
+        logs = self.logs
         if logs is not None:
             logs.end_epoch()
         if self.step % self.steps_per_epoch == 0 and logs is not None:
