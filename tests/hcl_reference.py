@@ -63,7 +63,11 @@ def reference_hcl(
         source_of, grid_stride = (lambda image: F.avg_pool2d(image, stride, stride)), 1
     fg_all = crop_patches(source_of(prediction * mask), patch_size, grid_stride)
     bg_all = crop_patches(source_of(real * (1 - mask)), patch_size, grid_stride)
-    truth_all = crop_patches(source_of(real * mask), patch_size, grid_stride)
+    truth_all = (
+        crop_patches(source_of(real * mask), patch_size, grid_stride)
+        if query == "truth_gated"
+        else None
+    )
 
     total = sum(p.sum() for p in projection.parameters()) * 0.0
     for b in range(prediction.shape[0]):
