@@ -54,6 +54,11 @@ class LossConfig:
     temperature: float = 0.07  # tau
     mlp_hidden: int = 256
     mlp_out: int = 256
+    # reading of Eq. 10-11's queries: shared | detached_keys | pull | bg_query | truth_gated
+    # (loss.region_contrastive_loss derives each; truth_gated keeps the truth a minimiser)
+    hcl_query: str = "truth_gated"
+    # where phi of Eq. 8-9 crops: image (full resolution, Eq. 8) | sampling_map (the text's S^fg)
+    patch_source: str = "image"
 
 
 @dataclass

@@ -1,0 +1,110 @@
+"""The per-image L_HCL loop that the batched `region_contrastive_loss` replaced, kept as its
+reference (tests) and as the baseline of benchmarks/hcl_step.py.
+
+`reference_hcl` is the earlier implementation, one image at a time: dense patches of the whole
+grid (`crop_patches`), rows picked with index_select, one (K, K) product per image; extended to
+every reading of the queries and to given cells. `reference_sample` is the earlier CPU sampler
+(per-image torch.Generator, randperm / randint over nonzero()), which the benchmark times as the
+old training step did.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from regionharmony.loss import PatchProjection, crop_patches, region_locations
+
+
+def reference_sample(
+    valid: torch.Tensor, k: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """The earlier sampler: K random indices of True entries of a 1-D `valid` (at least one),
+    without replacement when there are at least K, i.i.d. with replacement otherwise; CPU."""
+    candidates = valid.nonzero().squeeze(1).cpu()
+    n = candidates.numel()
+    pick = (
+        torch.randperm(n, generator=generator)[:k]
+        if n >= k
+        else torch.randint(n, (k,), generator=generator)
+    )
+    return candidates[pick].to(valid.device)
+
+
+def _row_loss(pos_query, positives, neg_query, keys, same, temperature):
+    l_pos = (pos_query * positives).sum(-1, keepdim=True)
+    l_neg = (neg_query @ keys.T).masked_fill(same, float("-inf"))
+    logits = torch.cat([l_pos, l_neg], dim=1) / temperature
+    target = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
+    return F.cross_entropy(logits, target)
+
+
+def reference_hcl(
+    prediction: torch.Tensor,
+    real: torch.Tensor,
+    mask: torch.Tensor,
+    projection: PatchProjection,
+    num_patches: int = 256,
+    patch_size: int = 8,
+    stride: int = 4,
+    temperature: float = 0.07,
+    query: str = "shared",
+    patch_source: str = "image",
+    cells: tuple[torch.Tensor, torch.Tensor] | None = None,
+    seeds: list[int] | None = None,
+) -> torch.Tensor:
+    """L_HCL one image at a time. With `cells` (B, K) each, those cells; otherwise the earlier
+    per-image CPU sampling from `seeds`."""
+    fg_valid = region_locations(mask, stride)
+    bg_valid = region_locations(1 - mask, stride)
+    if patch_source == "image":
+        source_of, grid_stride = (lambda image: image), stride
+    else:
+        source_of, grid_stride = (lambda image: F.avg_pool2d(image, stride, stride)), 1
+    fg_all = crop_patches(source_of(prediction * mask), patch_size, grid_stride)
+    bg_all = crop_patches(source_of(real * (1 - mask)), patch_size, grid_stride)
+    truth_all = (
+        crop_patches(source_of(real * mask), patch_size, grid_stride)
+        if query == "truth_gated"
+        else None
+    )
+
+    total = sum(p.sum() for p in projection.parameters()) * 0.0
+    for b in range(prediction.shape[0]):
+        if not (fg_valid[b].any() and bg_valid[b].any()):
+            continue
+        if cells is not None:
+            fg_idx, bg_idx = cells[0][b], cells[1][b]
+        else:
+            gen = None if seeds is None else torch.Generator().manual_seed(int(seeds[b]))
+            fg_idx = reference_sample(fg_valid[b], num_patches, gen)
+            bg_idx = reference_sample(bg_valid[b], num_patches, gen)
+        x = fg_all[b].index_select(0, fg_idx)
+        positives = projection(bg_all[b].index_select(0, bg_idx))
+        same = fg_idx[:, None] == fg_idx[None, :]
+
+        def row_loss(pos_query, neg_query, keys, positives=positives, same=same):
+            return _row_loss(pos_query, positives, neg_query, keys, same, temperature)
+
+        if query == "truth_gated":
+            frozen = projection(x.detach())
+            with torch.no_grad():
+                truth = projection(truth_all[b].index_select(0, fg_idx))
+                below = (frozen * positives).sum(-1) < (truth * positives).sum(-1)
+            pos_query = torch.where(below[:, None], projection(x), frozen)
+            loss = row_loss(pos_query, frozen, frozen)
+        else:
+            negatives = projection(x)
+            frozen = projection(x.detach()) if query in ("detached_keys", "pull") else None
+            if query == "shared":
+                loss = row_loss(negatives, negatives, negatives)
+            elif query == "detached_keys":
+                loss = row_loss(negatives, negatives, frozen)
+            elif query == "pull":
+                loss = row_loss(negatives, frozen, frozen)
+            elif query == "bg_query":
+                loss = row_loss(negatives, positives, negatives)
+            else:
+                raise ValueError(query)
+        total = total + loss
+    return total / prediction.shape[0]
