@@ -385,33 +385,46 @@ class HarmonizationLoss(nn.Module):
             else None
         )
 
+    def contrastive(
+        self,
+        prediction: torch.Tensor,
+        real: torch.Tensor,
+        mask: torch.Tensor,
+        seeds: Sequence[int] | torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """L_HCL (Eq. 12) with this loss's settings and head."""
+        cfg = self.cfg
+        return region_contrastive_loss(
+            prediction,
+            real,
+            mask,
+            self.projection,
+            cfg.num_patches,
+            cfg.patch_size,
+            cfg.grid_stride,
+            cfg.temperature,
+            seeds,
+            cfg.hcl_query,
+            cfg.patch_source,
+        )
+
     def forward(
         self,
         prediction: torch.Tensor,
         real: torch.Tensor,
         mask: torch.Tensor,
         seeds: Sequence[int] | torch.Tensor | None = None,
+        hcl: bool = True,
     ) -> dict[str, torch.Tensor]:
+        """The terms of Eq. 13 and "total"; `hcl=False` leaves L_HCL out (benchmarks)."""
         cfg = self.cfg
         terms = {
             "l1": l1_loss(prediction, real),
             "pixel": pixel_loss(prediction, real, mask),
         }
         total = cfg.lambda_l1 * terms["l1"] + cfg.lambda_pixel * terms["pixel"]
-        if self.projection is not None:
-            terms["hcl"] = region_contrastive_loss(
-                prediction,
-                real,
-                mask,
-                self.projection,
-                cfg.num_patches,
-                cfg.patch_size,
-                cfg.grid_stride,
-                cfg.temperature,
-                seeds,
-                cfg.hcl_query,
-                cfg.patch_source,
-            )
+        if self.projection is not None and hcl:
+            terms["hcl"] = self.contrastive(prediction, real, mask, seeds)
             total = total + cfg.lambda_hcl * terms["hcl"]
         terms["total"] = total
         return terms

@@ -127,6 +127,9 @@ class Trainer:
                 device_ids=[self.device.index] if self.device.type == "cuda" else None,
             )
         if on_for(self.device, self.tc.compile):
+            # the compiled backward must keep L_HCL's own fp32 under bf16 autocast (pytorch
+            # issue 179804)
+            torch._functorch.config.backward_pass_autocast = "off"
             objective = torch.compile(objective)
         return objective
 
@@ -176,7 +179,8 @@ class Trainer:
             composite, mask = (
                 t.contiguous(memory_format=torch.channels_last) for t in (composite, mask)
             )
-        seeds = patch_seeds(self.tc.seed, self.step, batch["index"])
+        seeds = torch.tensor(patch_seeds(self.tc.seed, self.step, batch["index"]))
+        seeds = seeds.to(self.device, non_blocking=True)  # a tensor: no recompiles per step
         self.model.train()
         with autocast(self.device, self.bf16):
             terms = self.objective(composite, mask, real, seeds)
