@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -31,9 +32,16 @@ from PIL import Image
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 CHILD = """
-import os, sys, time, runpy
-sys.path.insert(0, {src!r})
+import sys, time, types
 started = time.perf_counter()
+sys.path.insert(0, {src!r})
+for name in ("yaml", "tqdm"):  # a bare torch environment: single-pair mode needs neither
+    try:
+        __import__(name)
+    except ImportError:
+        stub = types.ModuleType(name)
+        stub.tqdm = lambda iterable=None, **kwargs: iterable
+        sys.modules[name] = stub
 from regionharmony.apply import main
 code = main(sys.argv[1:])
 import torch
@@ -48,6 +56,10 @@ def random_model(profile: str, folder: Path) -> Path:
     import torch
 
     sys.path.insert(0, str(SRC))
+    try:
+        import yaml  # noqa: F401
+    except ImportError:  # regionharmony.config imports it; build_config does not use it
+        sys.modules["yaml"] = types.ModuleType("yaml")
     from regionharmony.config import build_config
     from regionharmony.model import build_model
 
@@ -62,10 +74,14 @@ def random_model(profile: str, folder: Path) -> Path:
 def large_pair(folder: Path, width: int, height: int) -> tuple[Path, Path]:
     """A photograph scaled to width x height with a foreground box of 1/6 of the area,
     brightened: a stand-in composite (speed does not depend on content)."""
-    from skimage import data
+    try:
+        from skimage import data
 
-    photo = Image.fromarray(data.astronaut()).resize((width, height), Image.Resampling.BICUBIC)
-    composite = np.asarray(photo).copy()
+        photo = Image.fromarray(data.astronaut())
+    except ImportError:  # no scikit-image: a smooth random texture
+        rng = np.random.default_rng(0)
+        photo = Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    composite = np.asarray(photo.resize((width, height), Image.Resampling.BICUBIC)).copy()
     mask = np.zeros((height, width), np.uint8)
     mask[height // 4 : height * 2 // 3, width // 3 : width * 3 // 4] = 255
     fg = mask > 0
@@ -81,14 +97,20 @@ def run_child(args: list[str]) -> dict:
     started = time.perf_counter()
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD.format(src=str(SRC)), *args],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - started
     out, err = child.stdout.read(), child.stderr.read()
     child.returncode = os.waitstatus_to_exitcode(status)
-    report = {"exit": child.returncode, "wall_s": round(wall, 2),
-              "peak_rss_mib": round(usage.ru_maxrss / 1024)}
+    report = {
+        "exit": child.returncode,
+        "wall_s": round(wall, 2),
+        "peak_rss_mib": round(usage.ru_maxrss / 1024),
+    }
     for line in err.splitlines():
         key, _, value = line.partition(" ")
         if key in ("cuda_peak_mib", "inner_s"):
@@ -124,15 +146,35 @@ def main() -> None:
             args.composite, args.mask = large_pair(tmp, args.width, args.height)
         for strategy in args.strategy:
             out = tmp / f"out_{strategy}{args.ext}"
-            report = run_child([
-                "--checkpoint", str(checkpoint), str(args.composite), str(args.mask),
-                "--out", str(out), "--strategy", strategy, "--device", args.device,
-                "--precision", args.precision,
-            ])
+            report = run_child(
+                [
+                    "--checkpoint",
+                    str(checkpoint),
+                    str(args.composite),
+                    str(args.mask),
+                    "--out",
+                    str(out),
+                    "--strategy",
+                    strategy,
+                    "--device",
+                    args.device,
+                    "--precision",
+                    args.precision,
+                ]
+            )
             size = Image.open(args.composite).size
-            print(json.dumps({"checkpoint": str(args.random_profile or checkpoint),
-                              "image": f"{size[0]}x{size[1]}", "strategy": strategy,
-                              "device": args.device, **report}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "checkpoint": str(args.random_profile or checkpoint),
+                        "image": f"{size[0]}x{size[1]}",
+                        "strategy": strategy,
+                        "device": args.device,
+                        **report,
+                    }
+                ),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Which way of carrying the network's correction to full resolution works best?
 
-Scores `regionharmony.harmonize` strategies (module regionharmony.apply) on a dataset split at FULL image size with the
-Table IV protocol (the blended 8-bit output against the real image: MSE, PSNR, fMSE, SSIM,
-fSSIM; `regionharmony.metrics.image_metrics`), next to the identity composite:
+Scores the strategies of `regionharmony.harmonize` (module regionharmony.apply) on a dataset
+split at FULL image size with the Table IV protocol (the blended 8-bit output against the real
+image: MSE, PSNR, fMSE, SSIM, fSSIM; `regionharmony.metrics.image_metrics`), next to the
+identity composite:
 
     identity        the composite itself
     full            the network at the image's own size (padded to a multiple of 16)
@@ -28,14 +29,13 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from regionharmony.data import list_samples, load_pair
 from regionharmony.apply import (
     carry_color,
-    carry_residual,
     harmonize_arrays,
     run_network,
     working_size,
 )
+from regionharmony.data import list_samples, load_pair
 from regionharmony.inference import load_engine
 from regionharmony.metrics import image_metrics
 
@@ -100,7 +100,8 @@ def main() -> None:
     summary["mse vs identity"] = summary["mse"] / identity["mse"] - 1
     summary["fmse vs identity"] = summary["fmse"] / identity["fmse"] - 1
     print(f"{args.split} split of {args.data_root}, full image size, network at max_side={side}")
-    with pd.option_context("display.float_format", "{:.4f}".format, "display.width", 160, "display.max_columns", 20):
+    display = ("display.float_format", "{:.4f}".format, "display.width", 160)
+    with pd.option_context(*display, "display.max_columns", 20):
         print(summary)
     if args.json:
         args.json.write_text(json.dumps(summary.reset_index().to_dict("records"), indent=2))

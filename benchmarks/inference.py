@@ -13,7 +13,9 @@ Variants (each a column of what `regionharmony.inference.Engine` can do):
     jit+fold+cl     torch.jit.trace + freeze + optimize_for_inference, fp32
     compile+fold+cl torch.compile (inductor), fp32; with --compile only (slow to build)
 
-Timing: ms per image, the median over repeats after one warm-up (CUDA: CUDA events). Peak
+Timing: ms per image, the median (and the minimum) over repeats after one warm-up (CUDA: CUDA
+events). The variants of one size and batch are timed round-robin, one forward each per round,
+so that on a shared machine a change of load hits every variant alike. Peak
 memory: CPU, the process's peak resident set (VmHWM, reset before each cell through
 /proc/self/clear_refs), shown as the growth over the resident set before the cell and as the
 process total; CUDA, torch.cuda.max_memory_allocated. Random weights (the timing does not
@@ -23,6 +25,7 @@ depend on them). Needs only torch and numpy (plus this repository's src on the p
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
@@ -82,38 +85,27 @@ def rss_mib(field: str) -> float:
 
 
 def reset_cpu_peak() -> None:
-    try:
+    with contextlib.suppress(OSError):  # not Linux: the peak then covers the whole process
         Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
-    except OSError:
-        pass
 
 
-def time_cell(net, example, device, bf16: bool, min_time: float, max_reps: int) -> list[float]:
-    """Seconds per forward: one warm-up, then repeats until min_time has passed."""
-
-    def forward():
-        with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=bf16):
-            return net(*example)
-
-    forward()
-    times: list[float] = []
-    started = time.perf_counter()
-    while len(times) < max_reps and (not times or time.perf_counter() - started < min_time):
+def forward_once(cell: dict, device: torch.device) -> float:
+    """Seconds of one forward pass of a prepared cell."""
+    with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=cell["bf16"]):
         if device.type == "cuda":
             begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             begin.record()
-            forward()
+            cell["net"](*cell["example"])
             end.record()
             torch.cuda.synchronize()
-            times.append(begin.elapsed_time(end) / 1000)
-        else:
-            t0 = time.perf_counter()
-            forward()
-            times.append(time.perf_counter() - t0)
-    return times
+            return begin.elapsed_time(end) / 1000
+        t0 = time.perf_counter()
+        cell["net"](*cell["example"])
+        return time.perf_counter() - t0
 
 
-def run_cell(model, variant, size, batch, device, min_time, max_reps) -> dict:
+def prepare_cell(model, variant, size, batch, device) -> dict:
+    """Build a variant and run its warm-up forward, measuring the peak memory of that pass."""
     row = {"variant": variant, "size": size, "batch": batch}
     example = inputs(batch, size, device)
     before = rss_mib("VmRSS")
@@ -126,20 +118,33 @@ def run_cell(model, variant, size, batch, device, min_time, max_reps) -> dict:
     try:
         t0 = time.perf_counter()
         net, channels_last, bf16 = prepare(model, variant, example)
-        example = convert(example, channels_last)
-        times = time_cell(net, example, device, bf16, min_time, max_reps)
-        row["build_and_warmup_s"] = round(time.perf_counter() - t0 - sum(times), 1)
+        cell = {"row": row, "net": net, "example": convert(example, channels_last), "bf16": bf16}
+        forward_once(cell, device)
+        row["build_and_warmup_s"] = round(time.perf_counter() - t0, 1)
     except Exception as err:  # a variant that cannot run here (e.g. no compiler): say why
         row["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:160]}"
-        return row
-    row["ms_per_image"] = round(1000 * statistics.median(times) / batch, 1)
-    row["reps"] = len(times)
+        return {"row": row}
     if device.type == "cuda":
         row["peak_mib"] = round(torch.cuda.max_memory_allocated() / 2**20)
     else:
         row["peak_growth_mib"] = round(rss_mib("VmHWM") - before)
         row["peak_rss_mib"] = round(rss_mib("VmHWM"))
-    return row
+    cell["times"] = []
+    return cell
+
+
+def time_round_robin(cells: list[dict], device, min_time: float, max_reps: int) -> None:
+    """Repeat rounds of one forward per cell until every cell has min_time of samples (or
+    max_reps): on a shared machine, load changes then hit every variant alike."""
+    live = [c for c in cells if "net" in c]
+    while live and any(len(c["times"]) < max_reps and sum(c["times"]) < min_time for c in live):
+        for cell in live:
+            cell["times"].append(forward_once(cell, device))
+    for cell in live:
+        times, batch = cell["times"], cell["row"]["batch"]
+        cell["row"]["ms_per_image"] = round(1000 * statistics.median(times) / batch, 1)
+        cell["row"]["min_ms_per_image"] = round(1000 * min(times) / batch, 1)
+        cell["row"]["reps"] = len(times)
 
 
 def main() -> None:
@@ -147,10 +152,19 @@ def main() -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--profile", default="paper", help="config profile (default paper)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[256])
-    parser.add_argument("--batch", type=int, nargs="+", default=[1],
-                        help="batch sizes; batches > 1 are run at the smallest size only")
-    parser.add_argument("--variants", nargs="+", choices=VARIANTS,
-                        default=[v for v in VARIANTS if not v.startswith("compile")])
+    parser.add_argument(
+        "--batch",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="batch sizes; batches > 1 are run at the smallest size only",
+    )
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        choices=VARIANTS,
+        default=[v for v in VARIANTS if not v.startswith("compile")],
+    )
     parser.add_argument("--compile", action="store_true", help="add the torch.compile variant")
     parser.add_argument("--min-time", type=float, default=3.0, help="seconds of repeats per cell")
     parser.add_argument("--max-reps", type=int, default=20)
@@ -161,15 +175,19 @@ def main() -> None:
     variants = list(args.variants) + (["compile+fold+cl"] if args.compile else [])
     torch.manual_seed(0)
     model = build_model(build_config(args.profile)).eval().to(device)
-    print(f"profile {args.profile}: {count_parameters(model) / 1e6:.2f} M parameters; "
-          f"torch {torch.__version__}; {describe(device)}", flush=True)
+    print(
+        f"profile {args.profile}: {count_parameters(model) / 1e6:.2f} M parameters; "
+        f"torch {torch.__version__}; {describe(device)}",
+        flush=True,
+    )
     rows = []
     for size in args.sizes:
         for batch in args.batch if size == min(args.sizes) else [1]:
-            for variant in variants:
-                row = run_cell(model, variant, size, batch, device, args.min_time, args.max_reps)
-                rows.append(row)
-                print(json.dumps(row), flush=True)
+            cells = [prepare_cell(model, v, size, batch, device) for v in variants]
+            time_round_robin(cells, device, args.min_time, args.max_reps)
+            for cell in cells:
+                rows.append(cell["row"])
+                print(json.dumps(cell["row"]), flush=True)
     print_table(rows, device)
     if args.json:
         args.json.write_text(json.dumps({"device": describe(device), "rows": rows}, indent=2))
@@ -180,19 +198,23 @@ def describe(device: torch.device) -> str:
         return torch.cuda.get_device_name(device)
     caps = getattr(torch.cpu, "get_capabilities", lambda: {})()
     bf16 = bool(caps.get("amx_bf16") or caps.get("avx512_bf16"))
-    return (f"CPU, {torch.get_num_threads()} threads, capability "
-            f"{torch.backends.cpu.get_cpu_capability()}, native bf16: {bf16}")
+    return (
+        f"CPU, {torch.get_num_threads()} threads, capability "
+        f"{torch.backends.cpu.get_cpu_capability()}, native bf16: {bf16}"
+    )
 
 
 def print_table(rows: list[dict], device: torch.device) -> None:
     memory = "peak_mib" if device.type == "cuda" else "peak_growth_mib"
-    print(f"\n{'size':>6} {'batch':>5} {'variant':<17} {'ms/image':>10} {memory:>16}")
+    print(f"\n{'size':>6} {'batch':>5} {'variant':<17} {'ms/image':>10} {'min ms':>8} {memory:>16}")
     for r in rows:
         if "error" in r:
             print(f"{r['size']:>6} {r['batch']:>5} {r['variant']:<17} {r['error']}")
         else:
-            print(f"{r['size']:>6} {r['batch']:>5} {r['variant']:<17} "
-                  f"{r['ms_per_image']:>10.1f} {r[memory]:>16}")
+            print(
+                f"{r['size']:>6} {r['batch']:>5} {r['variant']:<17} "
+                f"{r['ms_per_image']:>10.1f} {r['min_ms_per_image']:>8.1f} {r[memory]:>16}"
+            )
 
 
 if __name__ == "__main__":

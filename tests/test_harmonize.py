@@ -12,7 +12,6 @@ import pytest
 import torch
 from PIL import Image
 
-from regionharmony.config import build_config
 from regionharmony.apply import (
     MASK_THRESHOLD,
     HarmonizeError,
@@ -25,6 +24,7 @@ from regionharmony.apply import (
     save_image,
     working_size,
 )
+from regionharmony.config import build_config
 from regionharmony.inference import Engine, fold_batchnorm, load_engine
 from regionharmony.model import build_model
 
@@ -146,8 +146,9 @@ def test_bf16_output_is_within_tolerance_of_fp32(model_dir):
     composite, mask = make_pair(64, 96, seed=5)
     outputs = {
         p: np.asarray(
-            harmonize(composite, mask, load_engine(model_dir, device="cpu", precision=p),
-                      strategy="full")
+            harmonize(
+                composite, mask, load_engine(model_dir, device="cpu", precision=p), strategy="full"
+            )
         ).astype(int)
         for p in ("fp32", "bf16")
     }
@@ -253,7 +254,8 @@ def test_command_reports_bad_input_in_one_line(tmp_path, model_dir, capsys):
     comp_path, _ = write_pair(tmp_path, "a")
     empty = tmp_path / "empty.png"
     Image.fromarray(np.zeros((53, 71), np.uint8)).save(empty)
-    args = ["--checkpoint", str(model_dir), str(comp_path), str(empty), "--out", str(tmp_path / "o.png")]
+    out = tmp_path / "o.png"
+    args = ["--checkpoint", str(model_dir), str(comp_path), str(empty), "--out", str(out)]
     assert main(args) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "empty.png" in err and "empty mask" in err
@@ -270,8 +272,17 @@ def test_folder_mode_skips_a_bad_pair_and_finishes_the_rest(tmp_path, model_dir,
     (src / "corrupt.jpg").write_bytes(b"\xff\xd8 truncated")
     Image.fromarray(np.full((20, 20), 255, np.uint8)).save(src / "corrupt_mask.png")
     out = tmp_path / "out"
-    code = main(["--checkpoint", str(model_dir), "--input-dir", str(src), "--out-dir", str(out),
-                 "--no-progress"])
+    code = main(
+        [
+            "--checkpoint",
+            str(model_dir),
+            "--input-dir",
+            str(src),
+            "--out-dir",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert code == 1
     assert sorted(p.name for p in out.iterdir()) == ["good1.png", "good2.png"]
     assert Image.open(out / "good2.png").size == (29, 33)
@@ -290,13 +301,37 @@ def test_folder_mode_mask_dir_and_list_layouts(tmp_path, model_dir, root):
     Image.fromarray(mask.astype(np.uint8) * 255).save(tmp_path / "mask" / "0019.png")
     out = tmp_path / "dih"
     base = ["--checkpoint", str(model_dir), "--no-progress"]
-    assert main([*base, "--input-dir", str(tmp_path / "image"), "--mask-dir",
-                 str(tmp_path / "mask"), "--out-dir", str(out)]) == 0
+    assert (
+        main(
+            [
+                *base,
+                "--input-dir",
+                str(tmp_path / "image"),
+                "--mask-dir",
+                str(tmp_path / "mask"),
+                "--out-dir",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert (out / "0019.png").is_file()
     # iHarmony4 list
     out = tmp_path / "ihd"
-    assert main([*base, "--input-dir", str(root), "--list", str(root / "IHD_test.txt"),
-                 "--out-dir", str(out)]) == 0
+    assert (
+        main(
+            [
+                *base,
+                "--input-dir",
+                str(root),
+                "--list",
+                str(root / "IHD_test.txt"),
+                "--out-dir",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert len(list(out.glob("*/*.png"))) == len((root / "IHD_test.txt").read_text().split())
 
 
@@ -308,16 +343,34 @@ def test_folder_mode_realhm_suffixes(tmp_path, model_dir):
     Image.fromarray(composite).save(folder / "p1_gt.jpg")
     Image.fromarray(mask.astype(np.uint8) * 255).save(folder / "p1_mask.jpg")
     out = tmp_path / "out"
-    assert main(["--checkpoint", str(model_dir), "--no-progress", "--input-dir",
-                 str(tmp_path / "RealHM"), "--recursive", "--composite-suffix", "_composite",
-                 "--out-dir", str(out)]) == 0
+    assert (
+        main(
+            [
+                "--checkpoint",
+                str(model_dir),
+                "--no-progress",
+                "--input-dir",
+                str(tmp_path / "RealHM"),
+                "--recursive",
+                "--composite-suffix",
+                "_composite",
+                "--out-dir",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert [p.relative_to(out).as_posix() for p in out.rglob("*.png")] == [
         "vendor_testing_1/p1.png"
     ]
 
 
 def test_package_import_stays_light():
-    code = "import sys, regionharmony; assert 'torch' not in sys.modules; import regionharmony.apply; print(regionharmony.harmonize.__module__, regionharmony.harmonize.__name__)"
+    code = (
+        "import sys, regionharmony; assert 'torch' not in sys.modules; "
+        "import regionharmony.apply; "  # the submodule must not shadow the function
+        "print(regionharmony.harmonize.__module__, regionharmony.harmonize.__name__)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["regionharmony.apply", "harmonize"]

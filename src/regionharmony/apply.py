@@ -109,8 +109,9 @@ def open_user_image(source: ImageSource, role: str) -> Image.Image:
 def _array_to_uint8(array: np.ndarray, label: str) -> np.ndarray:
     """uint8 (H, W) or (H, W, C) from a bool, uint8, uint16 or float ([0, 1]) array."""
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3, 4)):
-        raise HarmonizeError(f"{label}: expected an (H, W), (H, W, 3) or (H, W, 4) array, "
-                             f"got shape {array.shape}")
+        raise HarmonizeError(
+            f"{label}: expected an (H, W), (H, W, 3) or (H, W, 4) array, got shape {array.shape}"
+        )
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[..., 0]
     if array.dtype == bool:
@@ -123,8 +124,10 @@ def _array_to_uint8(array: np.ndarray, label: str) -> np.ndarray:
         if not np.isfinite(array).all():
             raise HarmonizeError(f"{label}: the array holds NaN or infinite values")
         return np.round(np.clip(array, 0, 1) * 255).astype(np.uint8)
-    raise HarmonizeError(f"{label}: unsupported array type {array.dtype} "
-                         "(use uint8, uint16, bool or float in [0, 1])")
+    raise HarmonizeError(
+        f"{label}: unsupported array type {array.dtype} "
+        "(use uint8, uint16, bool or float in [0, 1])"
+    )
 
 
 def _scale_16_bit(array: np.ndarray) -> np.ndarray:
@@ -266,8 +269,9 @@ def carry_residual(composite, mask, comp_low, mask_low, out_low) -> np.ndarray:
     ys, xs = np.nonzero(mask)
     grid = np.stack([(2 * xs + 1) / width - 1, (2 * ys + 1) / height - 1], axis=-1)
     grid_t = torch.from_numpy(grid.astype(np.float32))[None, None]
-    sampled = F.grid_sample(planes, grid_t, mode="bilinear", padding_mode="border",
-                            align_corners=False)[0, :, 0]  # (4, N)
+    sampled = F.grid_sample(
+        planes, grid_t, mode="bilinear", padding_mode="border", align_corners=False
+    )[0, :, 0]  # (4, N)
     sums, weights = sampled[:3], sampled[3]
     mean = torch.from_numpy(delta[mask_low].mean(0))[:, None]
     correction = torch.where(weights > 1e-3, sums / weights.clamp_min(1e-3), mean)
@@ -326,8 +330,9 @@ def as_engine(model: Any, device: str = "auto", precision: str = "auto") -> Engi
             raise HarmonizeError(str(err)) from None
         except (KeyError, TypeError, ValueError, RuntimeError, OSError) as err:
             raise HarmonizeError(f"{path}: not a usable model directory ({err})") from None
-    raise HarmonizeError(f"model must be a model directory, an nn.Module or an Engine, "
-                         f"got {type(model).__name__}")
+    raise HarmonizeError(
+        f"model must be a model directory, an nn.Module or an Engine, got {type(model).__name__}"
+    )
 
 
 def harmonize(
@@ -426,7 +431,11 @@ def _find_image(stem_path: Path) -> Path | None:
 
 
 def pairs_by_suffix(
-    input_dir: Path, out_dir: Path, ext: str, mask_suffix: str, composite_suffix: str,
+    input_dir: Path,
+    out_dir: Path,
+    ext: str,
+    mask_suffix: str,
+    composite_suffix: str,
     recursive: bool,
 ) -> list[Pair]:
     """Composites `<base><composite_suffix>.<ext>` beside masks `<base><mask_suffix>.<ext>`."""
@@ -513,6 +522,11 @@ def run_folder(pairs: list[Pair], engine: Engine, options: dict[str, Any], progr
 # -- command line ------------------------------------------------------------------------------
 
 
+def optional_path(text: str) -> Path | None:
+    """A path, or None for an empty string (a DVC stage passes "" for "not used")."""
+    return Path(text) if text else None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Harmonise a composite through its foreground mask with a trained model, at the "
@@ -522,36 +536,71 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "with NAME_mask.jpg (--composite-suffix _composite --recursive), or an iHarmony4 list "
         "(--list). A mask pixel is foreground when its grayscale value is above 127."
     )
-    parser.add_argument("--checkpoint", type=Path, required=True, metavar="MODEL_DIR",
-                        help="model directory (model.pt + config.json) or its model.pt")
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        required=True,
+        metavar="MODEL_DIR",
+        help="model directory (model.pt + config.json) or its model.pt",
+    )
     parser.add_argument("composite", nargs="?", type=Path, help="the composite image")
     parser.add_argument("mask", nargs="?", type=Path, help="its foreground mask")
     parser.add_argument("--out", type=Path, help="output image (.png, .jpg, .tif, .webp)")
     parser.add_argument("--input-dir", type=Path, metavar="DIR", help="folder of composites")
     parser.add_argument("--out-dir", type=Path, metavar="DIR", help="folder for the results")
-    parser.add_argument("--mask-suffix", default="_mask",
-                        help="folder mode: mask of NAME<suffix>.EXT is NAME_mask.* (default _mask)")
-    parser.add_argument("--composite-suffix", default="",
-                        help="folder mode: only NAME<suffix>.* are composites (RealHM: _composite)")
-    parser.add_argument("--mask-dir", type=Path, metavar="DIR",
-                        help="folder mode: masks have the composites' names in DIR (DIH99)")
-    parser.add_argument("--list", type=Path, metavar="FILE",
-                        help="folder mode: an iHarmony4 list (IHD_test.txt); --input-dir is "
-                        "the dataset root")
+    parser.add_argument(
+        "--mask-suffix",
+        default="_mask",
+        help="folder mode: mask of NAME<suffix>.EXT is NAME_mask.* (default _mask)",
+    )
+    parser.add_argument(
+        "--composite-suffix",
+        default="",
+        help="folder mode: only NAME<suffix>.* are composites (RealHM: _composite)",
+    )
+    parser.add_argument(
+        "--mask-dir",
+        type=optional_path,
+        metavar="DIR",
+        help="folder mode: masks have the composites' names in DIR (DIH99)",
+    )
+    parser.add_argument(
+        "--list",
+        type=optional_path,
+        metavar="FILE",
+        help="folder mode: an iHarmony4 list (IHD_test.txt); --input-dir is the dataset root",
+    )
     parser.add_argument("--recursive", action="store_true", help="folder mode: walk subfolders")
-    parser.add_argument("--ext", default=".png", choices=sorted(OUTPUT_FORMATS),
-                        help="folder mode: output format (default .png, lossless)")
-    parser.add_argument("--max-side", type=int, metavar="PX",
-                        help="run the network with the longest side at most PX (default: the "
-                        "model's training size, from its config.json)")
-    parser.add_argument("--strategy", choices=STRATEGIES, default=DEFAULT_STRATEGY,
-                        help="how the low-resolution correction reaches full resolution "
-                        f"(default {DEFAULT_STRATEGY}; see the module docs)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                        help="auto: a GPU when present")
-    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
-                        help="auto: bf16 where the hardware has native bf16 (AMX/AVX512-BF16 "
-                        "CPUs, GPUs of compute capability >= 8), else fp32")
+    parser.add_argument(
+        "--ext",
+        default=".png",
+        choices=sorted(OUTPUT_FORMATS),
+        help="folder mode: output format (default .png, lossless)",
+    )
+    parser.add_argument(
+        "--max-side",
+        type=int,
+        metavar="PX",
+        help="run the network with the longest side at most PX (default: the "
+        "model's training size, from its config.json)",
+    )
+    parser.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        default=DEFAULT_STRATEGY,
+        help="how the low-resolution correction reaches full resolution "
+        f"(default {DEFAULT_STRATEGY}; see the module docs)",
+    )
+    parser.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: a GPU when present"
+    )
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="auto: bf16 where the hardware has native bf16 (AMX/AVX512-BF16 "
+        "CPUs, GPUs of compute capability >= 8), else fp32",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -565,15 +614,18 @@ def collect_pairs(args: argparse.Namespace) -> list[Pair]:
         if not args.mask_dir.is_dir():
             raise HarmonizeError(f"{args.mask_dir}: --mask-dir is not a folder")
         return pairs_by_mask_dir(input_dir, args.mask_dir, out_dir, args.ext, args.recursive)
-    return pairs_by_suffix(input_dir, out_dir, args.ext, args.mask_suffix,
-                           args.composite_suffix, args.recursive)
+    return pairs_by_suffix(
+        input_dir, out_dir, args.ext, args.mask_suffix, args.composite_suffix, args.recursive
+    )
 
 
 def check_mode(args: argparse.Namespace) -> str:
     single = args.composite is not None or args.mask is not None or args.out is not None
     folder = args.input_dir is not None or args.out_dir is not None
     if single == folder:
-        raise HarmonizeError("give either COMPOSITE MASK --out OUT or --input-dir DIR --out-dir DIR")
+        raise HarmonizeError(
+            "give either COMPOSITE MASK --out OUT or --input-dir DIR --out-dir DIR"
+        )
     if single and (args.composite is None or args.mask is None or args.out is None):
         raise HarmonizeError("one pair needs COMPOSITE, MASK and --out")
     if folder and (args.input_dir is None or args.out_dir is None):
@@ -591,8 +643,9 @@ def run(args: argparse.Namespace) -> int:
                 if same_file(args.out, source):
                     raise HarmonizeError(f"{args.out}: refusing to overwrite an input file")
             engine = as_engine(args.checkpoint, args.device, args.precision)
-            run_pair(Pair(str(args.composite), args.composite, args.mask, args.out),
-                     engine, options)
+            run_pair(
+                Pair(str(args.composite), args.composite, args.mask, args.out), engine, options
+            )
             print(f"wrote {args.out}")
             return 0
         pairs = collect_pairs(args)
@@ -603,8 +656,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     failed = run_folder(pairs, engine, options, progress=not args.no_progress)
-    print(f"wrote {len(pairs) - failed} of {len(pairs)} images to {args.out_dir}"
-          + (f"; {failed} failed (listed above)" if failed else ""))
+    print(
+        f"wrote {len(pairs) - failed} of {len(pairs)} images to {args.out_dir}"
+        + (f"; {failed} failed (listed above)" if failed else "")
+    )
     return 1 if failed else 0
 
 

@@ -34,8 +34,9 @@ from skimage import color, exposure
 def _check(composite: np.ndarray, mask: np.ndarray) -> np.ndarray:
     mask = np.asarray(mask, bool)
     if composite.dtype != np.uint8 or composite.ndim != 3 or composite.shape[2] != 3:
-        raise ValueError(f"composite must be uint8 (H, W, 3), got {composite.dtype} "
-                         f"{composite.shape}")
+        raise ValueError(
+            f"composite must be uint8 (H, W, 3), got {composite.dtype} {composite.shape}"
+        )
     if mask.shape != composite.shape[:2]:
         raise ValueError(f"mask shape {mask.shape} differs from composite {composite.shape[:2]}")
     if not mask.any():

@@ -52,7 +52,7 @@ def cpu_has_native_bf16() -> bool:
 
 
 def resolve_device(name: str) -> torch.device:
-    """"auto": the GPU when one is present, else the CPU."""
+    """ "auto": the GPU when one is present, else the CPU."""
     if name not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, got {name!r}")
     if name == "auto":
@@ -63,7 +63,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """"auto": bf16 where the hardware has native bf16 arithmetic, else fp32."""
+    """ "auto": bf16 where the hardware has native bf16 arithmetic, else fp32."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision != "auto":
