@@ -374,3 +374,19 @@ def test_package_import_stays_light():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["regionharmony.apply", "harmonize"]
+
+
+def test_precision_auto_follows_native_bf16_support():
+    from regionharmony.inference import cpu_has_native_bf16, resolve_precision
+
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu) == ("bf16" if cpu_has_native_bf16() else "fp32")
+    assert resolve_precision("fp32", cpu) == "fp32"
+    with pytest.raises(ValueError, match="precision"):
+        resolve_precision("fp16", cpu)
+
+
+def test_empty_pairing_options_mean_not_used():
+    from regionharmony.apply import optional_path
+
+    assert optional_path("") is None and optional_path("a/b") == Path("a/b")

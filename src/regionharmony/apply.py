@@ -88,18 +88,14 @@ def open_user_image(source: ImageSource, role: str) -> Image.Image:
     label = _label(source, role)
     if isinstance(source, np.ndarray):
         return Image.fromarray(_array_to_uint8(source, label))
-    if isinstance(source, Image.Image):
-        image = source
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise HarmonizeError(f"{path}: no such file ({role})")
-        try:
-            image = Image.open(path)
-            image.load()
-        # any decoder failure (OSError, SyntaxError, zlib errors, decompression bombs, ...)
-        except Exception as err:
-            raise HarmonizeError(f"{path}: unreadable {role} image ({err})") from None
+    if not isinstance(source, Image.Image) and not Path(source).is_file():
+        raise HarmonizeError(f"{label}: no such file ({role})")
+    try:
+        image = source if isinstance(source, Image.Image) else Image.open(source)
+        image.load()
+    # any decoder failure (OSError, SyntaxError, zlib errors, decompression bombs, ...)
+    except Exception as err:
+        raise HarmonizeError(f"{label}: unreadable {role} image ({err})") from None
     try:
         return ImageOps.exif_transpose(image)
     except Exception as err:
