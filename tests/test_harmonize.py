@@ -390,3 +390,17 @@ def test_empty_pairing_options_mean_not_used():
     from regionharmony.apply import optional_path
 
     assert optional_path("") is None and optional_path("a/b") == Path("a/b")
+
+
+def test_recursive_accepts_a_bare_flag_or_a_boolean():
+    import argparse
+
+    from regionharmony.apply import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    base = ["--checkpoint", "m", "--input-dir", "i", "--out-dir", "o"]
+    assert parser.parse_args(base).recursive is False
+    assert parser.parse_args([*base, "--recursive"]).recursive is True
+    assert parser.parse_args([*base, "--recursive", "false"]).recursive is False
+    assert parser.parse_args([*base, "--recursive", "True"]).recursive is True

@@ -523,6 +523,16 @@ def optional_path(text: str) -> Path | None:
     return Path(text) if text else None
 
 
+def yes_no(text: str) -> bool:
+    """true/false, yes/no, 1/0 (a DVC stage renders a params.yaml boolean as true/false)."""
+    value = text.strip().lower()
+    if value in ("true", "yes", "1"):
+        return True
+    if value in ("false", "no", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Harmonise a composite through its foreground mask with a trained model, at the "
@@ -566,7 +576,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="folder mode: an iHarmony4 list (IHD_test.txt); --input-dir is the dataset root",
     )
-    parser.add_argument("--recursive", action="store_true", help="folder mode: walk subfolders")
+    parser.add_argument(
+        "--recursive",
+        nargs="?",
+        const=True,
+        default=False,
+        type=yes_no,
+        metavar="true|false",
+        help="folder mode: walk subfolders (a bare --recursive means true)",
+    )
     parser.add_argument(
         "--ext",
         default=".png",
