@@ -404,3 +404,16 @@ def test_recursive_accepts_a_bare_flag_or_a_boolean():
     assert parser.parse_args([*base, "--recursive"]).recursive is True
     assert parser.parse_args([*base, "--recursive", "false"]).recursive is False
     assert parser.parse_args([*base, "--recursive", "True"]).recursive is True
+
+
+def test_unusable_model_is_a_one_line_error(tmp_path, model_dir, capsys):
+    comp_path, mask_path = write_pair(tmp_path, "a")
+    broken = tmp_path / "broken_model"
+    broken.mkdir()
+    (broken / "config.json").write_text((model_dir / "config.json").read_text())
+    (broken / "model.pt").write_bytes(b"not a checkpoint")
+    out = tmp_path / "o.png"
+    assert main(["--checkpoint", str(broken), str(comp_path), str(mask_path), "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {broken}: not a usable model") and "\n" not in err
+    assert not out.exists()

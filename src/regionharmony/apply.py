@@ -324,8 +324,11 @@ def as_engine(model: Any, device: str = "auto", precision: str = "auto") -> Engi
             return load_engine(path, device=device, precision=precision)
         except FileNotFoundError as err:
             raise HarmonizeError(str(err)) from None
-        except (KeyError, TypeError, ValueError, RuntimeError, OSError) as err:
-            raise HarmonizeError(f"{path}: not a usable model directory ({err})") from None
+        # a user's file: unpickling errors, weights that do not fit config.json, a config
+        # without train.image_size, ...; the first two lines of torch's message say which
+        except Exception as err:
+            reason = " ".join(line.strip() for line in str(err).splitlines()[:2])[:300]
+            raise HarmonizeError(f"{path}: not a usable model ({reason})") from None
     raise HarmonizeError(
         f"model must be a model directory, an nn.Module or an Engine, got {type(model).__name__}"
     )
@@ -651,6 +654,8 @@ def run(args: argparse.Namespace) -> int:
     options = {"max_side": args.max_side, "strategy": args.strategy}
     try:
         mode = check_mode(args)
+        if args.max_side is not None and args.max_side < 1:
+            raise HarmonizeError(f"--max-side must be a positive number of pixels: {args.max_side}")
         if mode == "single":
             output_format(args.out)
             for source in (args.composite, args.mask):
