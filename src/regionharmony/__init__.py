@@ -1,1 +1,20 @@
-"""Image harmonization with region-wise contrastive learning."""
+"""Image harmonization with region-wise contrastive learning.
+
+``regionharmony.harmonize(composite, mask, model)`` harmonises one composite at its full
+resolution (see `regionharmony.apply`). It is loaded on first use, so ``import regionharmony``
+stays light (no torch).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["harmonize"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "harmonize":
+        from regionharmony.apply import harmonize
+
+        return harmonize
+    raise AttributeError(f"module 'regionharmony' has no attribute {name!r}")

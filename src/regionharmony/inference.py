@@ -1,0 +1,168 @@
+"""Inference engine: a trained generator prepared for fast forward passes on a CPU or a GPU.
+
+What `Engine` does to the network (none of it changes what the network computes beyond
+floating-point rounding):
+
+* eval mode and ``torch.inference_mode`` (no autograd bookkeeping);
+* BatchNorm folded into the preceding convolution (``fold_batchnorm``): in eval mode a
+  BatchNorm is a per-channel affine map, so ``bn(conv(x))`` is one convolution with rescaled
+  weights and a shifted bias; this removes a full pass over every feature map;
+* ``channels_last`` memory format (NHWC), which oneDNN's convolutions prefer on a CPU and cuDNN's
+  tensor-core kernels on a GPU;
+* precision ``bf16``: bfloat16 autocast. It is the default ("auto") only where the hardware
+  multiplies bf16 natively: a CPU with AMX-BF16 or AVX512-BF16, a CUDA GPU of compute capability
+  8.0 or newer. Elsewhere (e.g. an AVX-512 CPU without the BF16 extension) autocast would emulate
+  bf16 and run slower than fp32, so "auto" means fp32 there. ``fp32`` forces fp32.
+  The output is always returned as float32.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from regionharmony.attention import LearningBlock
+from regionharmony.blocks import DecoderLevel, ResidualStack
+
+Precision = Literal["auto", "fp32", "bf16"]
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU multiplies bf16 in hardware (AMX-BF16 or AVX512-BF16).
+
+    Asks torch's own CPU feature detection (``torch.cpu.get_capabilities``, the cpuinfo library),
+    falling back to the flags of /proc/cpuinfo on torch builds without it.
+    """
+    get_capabilities = getattr(torch.cpu, "get_capabilities", None)
+    if get_capabilities is not None:
+        caps = get_capabilities()
+        return bool(caps.get("amx_bf16") or caps.get("avx512_bf16"))
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_device(name: str) -> torch.device:
+    """ "auto": the GPU when one is present, else the CPU."""
+    if name not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {name!r}")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' asked for, but torch sees no CUDA GPU")
+    return torch.device(name)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """ "auto": bf16 where the hardware has native bf16 arithmetic, else fp32."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.get_device_capability(device)[0] >= 8 else "fp32"
+    return "bf16" if cpu_has_native_bf16() else "fp32"
+
+
+def _fold_pairs(module: nn.Module) -> list[tuple[nn.Module, str, nn.Module, str, bool]]:
+    """(conv owner, conv attribute, norm owner, norm attribute, transposed) for every
+    convolution that a BatchNorm directly follows in this package's blocks."""
+    pairs = []
+    for sub in module.modules():
+        if isinstance(sub, ResidualStack):
+            pairs.append((sub, "conv_in", sub, "norm_in", False))
+            for i in range(len(sub.convs)):
+                pairs.append((sub.convs, str(i), sub.norms, str(i), False))
+        elif isinstance(sub, DecoderLevel):
+            pairs.append((sub, "up", sub, "norm_up", True))
+        elif isinstance(sub, LearningBlock):
+            layers = sub.body
+            for i in range(len(layers) - 1):
+                if isinstance(layers[i], nn.Conv2d):
+                    pairs.append((layers, str(i), layers, str(i + 1), False))
+    return pairs
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """A copy of `model` (in eval mode) with every BatchNorm2d folded into the convolution
+    before it and replaced by nn.Identity. Other norms (instance norm) are left alone."""
+    model = copy.deepcopy(model).eval()
+    for conv_owner, conv_name, norm_owner, norm_name, transposed in _fold_pairs(model):
+        conv, norm = getattr(conv_owner, conv_name), getattr(norm_owner, norm_name)
+        if not isinstance(norm, nn.BatchNorm2d) or not norm.track_running_stats:
+            continue
+        setattr(conv_owner, conv_name, fuse_conv_bn_eval(conv, norm, transpose=transposed))
+        setattr(norm_owner, norm_name, nn.Identity())
+    return model
+
+
+class Engine:
+    """A generator ready for inference: `engine(composite, mask)` -> raw output H (float32).
+
+    `composite` (B, 3, H, W) in [0, 1] and `mask` (B, 1, H, W) in {0, 1}, on any device; the
+    output is on the engine's device. `train_size` is the side the network was trained at, the
+    default working resolution of `regionharmony.harmonize`.
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        train_size: int,
+        *,
+        device: str = "auto",
+        precision: str = "auto",
+        channels_last: bool = True,
+        fold: bool = True,
+    ) -> None:
+        self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
+        self.train_size = int(train_size)
+        self.channels_last = channels_last
+        network = fold_batchnorm(network) if fold else copy.deepcopy(network).eval()
+        network = network.to(self.device)
+        if channels_last:
+            network = network.to(memory_format=torch.channels_last)
+        self.network = network.eval()
+
+    def describe(self) -> str:
+        layout = "channels_last" if self.channels_last else "contiguous"
+        return f"{self.device.type}, {self.precision}, {layout}"
+
+    @torch.inference_mode()
+    def __call__(self, composite: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        composite = composite.to(self.device, torch.float32)
+        mask = mask.to(self.device, torch.float32)
+        if self.channels_last:
+            composite = composite.contiguous(memory_format=torch.channels_last)
+            mask = mask.contiguous(memory_format=torch.channels_last)
+        enabled = self.precision == "bf16"
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled):
+            out = self.network(composite, mask)
+        return out.float().contiguous()
+
+
+def load_engine(
+    path: str | Path, *, device: str = "auto", precision: str = "auto", **options
+) -> Engine:
+    """An `Engine` for a model directory (model.pt + config.json) or its model.pt.
+
+    The working resolution comes from config.json's ``train.image_size``.
+    """
+    import json
+
+    from regionharmony.model import load_checkpoint
+
+    path = Path(path)
+    network = load_checkpoint(path, map_location="cpu")
+    config_file = (path if path.is_dir() else path.parent) / "config.json"
+    train_size = json.loads(config_file.read_text())["train"]["image_size"]
+    return Engine(network, train_size, device=device, precision=precision, **options)
