@@ -168,6 +168,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10, help="timed steps per row")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--json", type=Path, help="append one JSON line per row here")
+    parser.add_argument("--no-compile", action="store_true", help="leave the compiled rows out")
     args = parser.parse_args()
 
     device = torch.device(args.device)
@@ -194,12 +195,17 @@ def main() -> None:
     opts["compile"] = False
     plan = []
     for label, change in ROWS:
-        if change.get("fused") and not cuda:
+        if (change.get("fused") and not cuda) or (change.get("compile") and args.no_compile):
             continue
         opts = {**opts, **change}
         plan.append((label, dict(opts), args.batch_size))
     if args.large_batch:
-        plan.append((plan[-1][0] + " (large batch)", dict(plan[-1][1]), args.large_batch))
+        # eager first (cheap), then compiled: a run cut short still has the eager figure
+        eager = {**plan[-1][1], "compile": False}
+        at = 3 if cuda else 2  # after "+ fused AdamW" (CUDA) / "+ bf16" (CPU)
+        plan.insert(at + 1, ("all but compile (large batch)", eager, args.large_batch))
+        if not args.no_compile:
+            plan.append((plan[-1][0] + " (large batch)", dict(plan[-1][1]), args.large_batch))
     baseline = None
     for label, row_opts, batch in plan:
         if cuda:

@@ -50,6 +50,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image, ImageOps
 
+from regionharmony.errors import UserError
+
 if TYPE_CHECKING:
     import torch
 
@@ -72,7 +74,7 @@ RIDGE = 1e-3  # colour fit: weight of the pull toward the identity transform, pe
 ImageSource = str | os.PathLike | Image.Image | np.ndarray
 
 
-class HarmonizeError(ValueError):
+class HarmonizeError(UserError, ValueError):
     """A composite, mask, model or output that cannot be used; the message names it."""
 
 
@@ -214,7 +216,7 @@ def _resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def _resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
-    from regionharmony.data import resize_mask
+    from regionharmony.data import resize_binary_mask as resize_mask
 
     return resize_mask(mask, (width, height))
 
@@ -475,7 +477,7 @@ def pairs_from_list(input_dir: Path, list_file: Path, out_dir: Path, ext: str) -
     """An iHarmony4 list (`Subset/composite_images/<id>_<maskid>_<k>.jpg` per line, relative to
     the dataset root `input_dir`); masks at `Subset/masks/<id>_<maskid>.png`; results at
     `out_dir/Subset/<name>.<ext>`."""
-    from regionharmony.data import DataError, make_sample, parse_ihd_entry, read_list
+    from regionharmony.data.layout import DataError, make_sample, parse_ihd_entry, read_list
 
     try:
         entries = read_list(list_file)

@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "train": "regionharmony.train",
     "evaluate": "regionharmony.evaluate",
     "features": "regionharmony.features",
+    "harmonize": "regionharmony.apply",
     "report": "regionharmony.report",
     "user-study": "regionharmony.user_study",
 }

@@ -29,6 +29,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
+from regionharmony.baselines import baseline_network
 from regionharmony.data.check import require_valid_root
 from regionharmony.data.dataset import HarmonyDataset
 from regionharmony.data.layout import SUBSETS
@@ -206,7 +207,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "of several seeds (seed<N>/ folders: each is evaluated into OUTDIR/seed<N>/ and "
         "OUTDIR/metrics.json holds their mean and spread)",
     )
-    which.add_argument("--baseline", choices=["composite"], help="score the input composite itself")
+    which.add_argument(
+        "--baseline",
+        choices=["composite", "reinhard", "histogram"],
+        help="score a method without a network: the input composite itself (the identity, "
+        "Table II's 'input composite'), Reinhard colour transfer of the foreground to the "
+        "background's Lab statistics, or histogram matching of the foreground to the background",
+    )
     add_split(parser)
     parser.add_argument(
         "--size",
@@ -287,10 +294,12 @@ def run(args: argparse.Namespace) -> int:
         summary = seed_summary(per_seed)
         atomic_write_text(json.dumps(summary, indent=2) + "\n", args.out / "metrics.json")
     else:
-        model, source = None, "composite"
+        model, source = None, args.baseline
         if args.checkpoint is not None:
             model = load_checkpoint(args.checkpoint, map_location="cpu")
             source = str(args.checkpoint)
+        elif args.baseline != "composite":
+            model = baseline_network(args.baseline)
         summary = evaluate_model(model, args.data_root, args.out, source=source, **settings)
     if args.headline:
         atomic_write_text(json.dumps(headline(summary), indent=2) + "\n", args.headline)
