@@ -123,7 +123,9 @@ def _read_source(source: str | Path | Mapping[str, Any]) -> tuple[str, dict[str,
 
 
 def _one(values: Iterable[Any], fallback: str = "unknown") -> str:
-    distinct = sorted({str(v) for v in values if v not in (None, "")})
+    found = {v for v in values if v not in (None, "")}
+    numeric = all(isinstance(v, int | float) for v in found)
+    distinct = [str(v) for v in sorted(found, key=lambda v: v if numeric else str(v))]
     if not distinct:
         return fallback
     return distinct[0] if len(distinct) == 1 else "mixed: " + ", ".join(distinct)
@@ -214,4 +216,76 @@ def provenance_html(
         f'<div class="rh-provenance" {attrs} style="border: 3px solid {colour}; '
         f"background: {fill}; padding: 0.8em 1em; margin: 0.5em 0; font-size: 1.05em; "
         f'line-height: 1.5;">{body}</div>'
+    )
+
+
+# -- seeds, noise and claims ----------------------------------------------------------------------
+LOWER_IS_BETTER = {"mse": True, "fmse": True, "psnr": False, "ssim": False, "fssim": False}
+
+
+def seed_values(metrics: Mapping[str, Any], metric: str, subset: str = "All") -> list[float]:
+    """A metric's value for every seed of a metrics.json (one value for a single model)."""
+    entry = metrics["subsets"].get(subset, {})
+    values = entry.get(f"{metric}_seeds") or [entry.get(metric)]
+    return [float(v) * SCALE.get(metric, 1) for v in values if v is not None]
+
+
+def mean_spread(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for one value)."""
+    import numpy as np
+
+    array = np.asarray(values, dtype=float)
+    spread = float(array.std(ddof=1)) if array.size > 1 else 0.0
+    return float(array.mean()), spread
+
+
+def fmt_spread(values: Sequence[float], digits: int = 2) -> str:
+    """'mean ± std (n)' for several seeds, the value alone for one."""
+    if not values:
+        return "—"
+    mean, spread = mean_spread(values)
+    if len(values) == 1:
+        return fmt(mean, digits)
+    return f"{fmt(mean, digits)} ± {fmt(spread, digits)}"
+
+
+def compare(
+    better: Sequence[float], worse: Sequence[float], metric: str
+) -> dict[str, float | bool | str]:
+    """Is `better` better than `worse` on `metric`, and by more than the noise?
+
+    The noise margin is twice the standard error of the difference of the two means,
+    2 * sqrt(s_a^2 / n_a + s_b^2 / n_b) (about a 95 % interval for normal seed-to-seed spread);
+    a side with one value (a deterministic baseline such as the composite) adds no spread; with
+    one value on both sides there is no spread to measure and the verdict says so.
+    """
+    mean_a, sd_a = mean_spread(better)
+    mean_b, sd_b = mean_spread(worse)
+    delta = mean_a - mean_b
+    improves = delta < 0 if LOWER_IS_BETTER.get(metric, False) else delta > 0
+    if max(len(better), len(worse)) < 2:
+        margin, verdict = float("nan"), "no spread"
+    else:
+        margin = 2 * (sd_a**2 / len(better) + sd_b**2 / len(worse)) ** 0.5
+        direction = "agrees" if improves else "disagrees"
+        verdict = "inside the noise" if abs(delta) <= margin else direction
+    return {"delta": delta, "margin": margin, "improves": improves, "verdict": verdict}
+
+
+VERDICT_COLOURS = {
+    "agrees": ("#1b5e20", "#e8f5e9"),
+    "disagrees": ("#b71c1c", "#ffebee"),
+    "inside the noise": ("#8d6e00", "#fff8e1"),
+    "no spread": ("#555555", "#f2f2f2"),
+}
+
+
+def claim_html(claim: str, verdict: str, detail: str) -> str:
+    """A one-line box: the paper's claim, whether the measurement agrees, and the numbers."""
+    colour, fill = VERDICT_COLOURS.get(verdict, VERDICT_COLOURS["no spread"])
+    e = html.escape
+    return (
+        f'<div style="border-left: 6px solid {colour}; background: {fill}; padding: 0.4em 0.8em; '
+        f'margin: 0.3em 0;"><b>Paper:</b> {e(claim)} <b>Measured: {e(verdict)}</b> '
+        f"&mdash; {e(detail)}</div>"
     )
