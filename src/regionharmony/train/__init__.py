@@ -56,7 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
-    args.out.mkdir(parents=True, exist_ok=True)
+    # OUT is created by the first thing written into it (the log, DVCLive, a checkpoint): a
+    # run refused for its data root or its checkpoint leaves no empty model directory behind
     handler = attach_log_file(args.out / "train.log")
     try:
         trainer = Trainer(
