@@ -4,23 +4,17 @@ and checkpoint mistakes that write nothing, all-white masks, `make lab`, CPU thr
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
-import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from regionharmony.cli import main
 from regionharmony.config import build_config
@@ -167,3 +161,170 @@ def test_a_run_killed_in_another_process_resumes_to_identical_bytes(tiny_root, t
     assert sorted(got) == sorted(expected)
     assert got["model.pt"] == expected["model.pt"]
     assert [name for name in expected if got[name] != expected[name]] == []
+
+
+# -- 2. configuration and checkpoint mistakes: one line, exit 1, nothing written --------------
+
+BAD_PARAMS = {
+    "yaml_syntax": (
+        "profile: mini\nprofiles:\n  mini:\n    train: {epochs: 3\n    model: {depth: 4}\n",
+        [],
+        ["line 5, column 10", "YAML syntax error"],
+    ),
+    "key_typo": (
+        "profile: mini\nprofiles:\n  mini:\n    train: {epoch: 3}\n",
+        [],
+        ["profiles.mini", "unknown parameter train.epoch", "allowed in train:", "epochs"],
+    ),
+    "wrong_type": (
+        "profile: mini\nprofiles:\n  mini:\n    train: {epochs: three}\n",
+        [],
+        ["profiles.mini", "train.epochs must be an integer, got 'three'"],
+    ),
+    "float_without_dot": (
+        "profile: mini\nprofiles:\n  mini:\n    train: {lr: 1e-3}\n",
+        [],
+        ["train.lr must be a number", "1.0e-3"],
+    ),
+    "profiles_not_a_mapping": (
+        "profile: mini\nprofiles: [mini]\n",
+        [],
+        ["profiles must be a mapping"],
+    ),
+    "unknown_profile": (
+        "profile: mini\nprofiles:\n  mini: {}\n",
+        ["--profile", "big"],
+        ["unknown profile 'big'", "choose one of mini, paper"],
+    ),
+    "unknown_variant": (
+        "profile: mini\nprofiles:\n  mini: {}\n",
+        ["--variant", "ful"],
+        ["unknown variant 'ful'", "defines none"],
+    ),
+    "set_typo": (
+        "profile: paper\n",
+        ["--set", "train.epoch=3"],
+        ["--set", "unknown parameter train.epoch", "epochs"],
+    ),
+    "set_not_yaml": ("profile: paper\n", ["--set", "train.epochs=["], ["--set", "train.epochs"]),
+    "value_out_of_range": (
+        "profile: paper\n",
+        ["--set", "train.epochs=0"],
+        ["with --set", "train.epochs must be at least 1, got 0"],
+    ),
+    "missing_file": (None, [], ["parameters file not found"]),
+}
+
+
+def one_error_line(capsys) -> str:
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), captured.err
+    assert "Traceback" not in captured.err
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", ["train", "summary"])
+@pytest.mark.parametrize("case", sorted(BAD_PARAMS))
+def test_a_configuration_mistake_is_one_line_naming_file_and_key(
+    case, command, tiny_root, tmp_path, capsys
+):
+    text, extra, expected = BAD_PARAMS[case]
+    params = tmp_path / "params.yaml"
+    if text is not None:
+        params.write_text(text)
+    argv = [command, "--params", str(params), *extra]
+    out = tmp_path / "models" / "m"
+    if command == "train":
+        argv += ["--data-root", str(tiny_root), "--out", str(out), "--no-progress"]
+    before = files_of(tmp_path)
+    assert main(argv) == 1
+    line = one_error_line(capsys)
+    if "--set" not in extra:
+        assert str(params) in line
+    for part in expected:
+        assert part in line, (part, line)
+    assert files_of(tmp_path) == before and not out.parent.exists()
+
+
+def test_train_with_a_bad_data_root_creates_no_model_directory(tmp_path, capsys):
+    params = write_tiny_params(tmp_path / "params.yaml")
+    out = tmp_path / "models" / "m"
+    argv = ["train", "--params", str(params), "--data-root", str(tmp_path / "absent")]
+    assert main([*argv, "--out", str(out), "--no-progress"]) == 1
+    assert str(tmp_path / "absent") in capsys.readouterr().err
+    assert not out.parent.exists()
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_root, tmp_path_factory) -> Path:
+    """A trained (two steps) tiny model directory."""
+    out = tmp_path_factory.mktemp("models") / "tiny"
+    cfg = build_config("mini", {**TINY, "train": {**TINY["train"], "max_steps": 2}})
+    Trainer(cfg, tiny_root, out, show_progress=False).run()
+    return out
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def other_architecture(path: Path) -> None:
+    from regionharmony.model import build_model
+
+    atomic_save(build_model(build_config("mini", {"model": {"base_width": 16}})).state_dict(), path)
+
+
+CHECKPOINT_MISTAKES = {
+    "truncated_model": ("model.pt", truncate, "not a usable checkpoint"),
+    "other_architecture": ("model.pt", other_architecture, "not a usable checkpoint"),
+    "no_config": ("config.json", Path.unlink, "model config not found"),
+    "config_not_json": (
+        "config.json",
+        lambda p: p.write_text("{"),
+        "unreadable model config",
+    ),
+    "config_key_typo": (
+        "config.json",
+        lambda p: p.write_text(json.dumps({"model": {"widht": 3}})),
+        "unknown parameter model.widht",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CHECKPOINT_MISTAKES))
+def test_evaluate_refuses_a_bad_checkpoint_in_one_line(
+    case, model_dir, tiny_root, tmp_path, capsys
+):
+    name, damage, expected = CHECKPOINT_MISTAKES[case]
+    broken = tmp_path / "model"
+    shutil.copytree(model_dir, broken)
+    damage(broken / name)
+    evaluation = tmp_path / "evaluations" / "e"
+    argv = ["evaluate", "--checkpoint", str(broken), "--data-root", str(tiny_root)]
+    assert main([*argv, "--out", str(evaluation), "--size", "32", "--no-progress"]) == 1
+    line = one_error_line(capsys)
+    assert str(broken / name) in line and expected in line, line
+    assert not evaluation.parent.exists()
+
+
+def test_a_damaged_resumable_checkpoint_is_refused_naming_it(tiny_root, tmp_path, capsys):
+    """A truncated last.pt, and one with the run's fingerprint but without its optimiser state
+    (once a KeyError), stop `train` with one line that names the file and says to delete it;
+    the model directory is left as it was."""
+    params = write_tiny_params(tmp_path / "params.yaml")
+    out = tmp_path / "models" / "m"
+    last = out / "checkpoints" / "last.pt"
+    cfg = build_config("mini", params_path=params)
+    fingerprint = Trainer(cfg, tiny_root, out, show_progress=False).checkpoints.fingerprint
+    argv = ["train", "--params", str(params), "--data-root", str(tiny_root), "--out", str(out)]
+    for damage in ("truncated", "incomplete"):
+        atomic_save({"fingerprint": fingerprint, "step": torch.tensor(2)}, last)
+        if damage == "truncated":
+            truncate(last)
+        before = files_of(out)
+        assert main([*argv, "--no-progress"]) == 1
+        line = one_error_line(capsys)
+        assert str(last) in line and "delete it" in line, line
+        assert damage != "incomplete" or "missing generator, head, last, optimizer" in line
+        assert files_of(out) == before
