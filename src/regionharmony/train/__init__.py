@@ -8,7 +8,8 @@ The run writes a model directory:
     summary.json   parameter counts, measured GFLOPs, steps, code version, final losses
     train.log      the log
     live/train/    DVCLive: every loss term per step
-    live/val/      DVCLive: validation MSE / PSNR / fMSE per epoch (Fig. 8/9 come from here)
+    live/val/      DVCLive: validation MSE / PSNR / fMSE per epoch (Fig. 8/9 come from here),
+                   and train_step, the optimiser step at which each epoch ended
 
 Checkpoints (generator, head, optimiser, scheduler, step, RNG state) go to `checkpoint_dir`
 atomically every `checkpoint_every` steps and at every epoch end. Re-running the same command
