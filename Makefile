@@ -30,5 +30,11 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
 
+# `make lab ARGS="--port 8899 --no-browser"` passes flags on to jupyter lab (in a container,
+# add --ip 0.0.0.0 to reach it from outside). As root (containers run as root) --allow-root is
+# added: jupyter refuses to start as root without it.
+ARGS ?=
+LAB_ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
+
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab notebooks/ $(LAB_ROOT_FLAG) $(ARGS)

@@ -9,6 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from regionharmony.cpu_threads import configure_cpu_threads
+
+# before anything imports torch: libgomp reads OMP_* once, when it is loaded (see cpu_threads)
+configure_cpu_threads()
+
 __all__ = ["harmonize"]
 
 

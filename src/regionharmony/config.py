@@ -144,10 +144,22 @@ def _checked(value: Any, expected: type, source: str, section: str, key: str) ->
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        hint = ""
+        if expected is float and isinstance(value, str) and _is_number(value):
+            # YAML 1.1 reads 1e-3 (no dot) as a string
+            hint = f" (YAML reads {value} as text: write it with a dot, e.g. 1.0e-3)"
         raise ConfigError(
-            f"{source}: {section}.{key} must be {_type_name(expected)}, got {value!r}"
+            f"{source}: {section}.{key} must be {_type_name(expected)}, got {value!r}{hint}"
         )
     return value
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _require(ok: bool, message: str) -> None:
@@ -216,7 +228,7 @@ def resolve_config(
     `params` is the content of params.yaml (`load_params`); `profile` defaults to its `profile`.
     """
     profile = profile or params.get("profile") or PAPER_PROFILE
-    profiles = params.get("profiles") or {}
+    profiles = _named_layers(params, "profiles", source)
     known = sorted({PAPER_PROFILE, *profiles})
     if profile not in known:
         raise ConfigError(
@@ -225,14 +237,24 @@ def resolve_config(
     cfg = Config(profile=profile)
     apply_layer(cfg, profiles.get(profile), f"{source}, profiles.{profile}")
     if variant is not None:
-        variants = params.get("variants") or {}
+        variants = _named_layers(params, "variants", source)
         if variant not in variants:
-            raise ConfigError(
-                f"{source}: unknown variant {variant!r}; choose one of {', '.join(variants)}"
-            )
+            allowed = f"choose one of {', '.join(variants)}" if variants else "it defines none"
+            raise ConfigError(f"{source}: unknown variant {variant!r}; {allowed}")
         apply_layer(cfg, variants[variant], f"{source}, variants.{variant}")
     apply_layer(cfg, overrides, "--set")
-    return validate(cfg, source)
+    return validate(cfg, f"{source} with --set" if overrides else source)
+
+
+def _named_layers(params: Mapping[str, Any], key: str, source: str) -> Mapping[str, Any]:
+    """`params[key]` ({name: layer}), checked to be a mapping; {} when absent."""
+    layers = params.get(key) or {}
+    if not isinstance(layers, Mapping):
+        raise ConfigError(
+            f"{source}: {key} must be a mapping of name: {{section: {{key: value}}}}, "
+            f"got {type(layers).__name__}"
+        )
+    return layers
 
 
 def parse_assignments(items: list[str]) -> dict[str, dict[str, Any]]:
@@ -243,7 +265,11 @@ def parse_assignments(items: list[str]) -> dict[str, dict[str, Any]]:
         section, dot, name = key.partition(".")
         if not (sep and dot and section and name):
             raise ConfigError(f"--set expects SECTION.KEY=VALUE, got {item!r}")
-        out.setdefault(section, {})[name] = yaml.safe_load(value)
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {item}: {value!r} is not a YAML value") from None
+        out.setdefault(section, {})[name] = parsed
     return out
 
 

@@ -11,7 +11,8 @@ into place; an existing OUTDIR is replaced only then):
 
     OUTDIR/per_image.csv   subset, name, fg_ratio, mse, psnr, fmse, ssim, fssim (SSIM raw 0-1)
     OUTDIR/metrics.json    split, size, source, psnr_range, ssim_mode, per-subset and "All"
-                           means, foreground-ratio bins
+                           means, foreground-ratio bins; "no_background" when some masks
+                           cover the whole image (`no_background_note`)
     OUTDIR/images/<subset>/<name>.png   with --save-images
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +49,10 @@ from regionharmony.model import blend
 from regionharmony.options import add_data_root, add_device, add_progress, add_split, add_subsets
 from regionharmony.runtime import resolve_device
 
+log = logging.getLogger("regionharmony.evaluate")
+
 COLUMNS = ["subset", "name", "fg_ratio", "mse", "psnr", "fmse", "ssim", "fssim"]
+MAX_NAMED = 10  # how many images the no-background warning names
 DEFAULT_SSIM_MODE = "iih"  # comparable with the paper's Table III, copied from IIH
 
 
@@ -81,6 +86,35 @@ def score_batch(
         for p, r, m in zip(preds, reals, masks, strict=True)
     ]
     return preds, scores
+
+
+def no_background_note(names: list[str], size: int, with_model: bool) -> dict:
+    """What metrics.json says about images whose mask covers the whole image at `size`:
+    nothing to harmonise against. They are scored like every other image (and kept in every
+    mean), which makes their foreground metrics whole-image ones."""
+    scoring = (
+        "scored like every other image and kept in every mean: with no background, the "
+        "foreground is the whole image, so fMSE equals MSE and fSSIM is the SSIM map's mean"
+    )
+    if with_model:
+        scoring += (
+            "; the prediction is the model's whole output, and its style fusion used mean 0 / "
+            "std 1 for the empty background (the decoder features pass through unnormalised)"
+        )
+    return {"count": len(names), "images": names, "mask_size": size, "scoring": scoring}
+
+
+def warn_no_background(names: list[str], size: int) -> None:
+    shown = ", ".join(names[:MAX_NAMED]) + (" ..." if len(names) > MAX_NAMED else "")
+    log.warning(
+        "%d image(s) have a mask that covers the whole %dx%d image, so there is no background "
+        "to harmonise against: %s. They are scored over the whole image; metrics.json lists "
+        "them under no_background.",
+        len(names),
+        size,
+        size,
+        shown,
+    )
 
 
 def limited(dataset: HarmonyDataset, limit: int | None) -> HarmonyDataset | Subset:
@@ -139,6 +173,7 @@ def evaluate_model(
 
     with atomic_directory(out, replace=True) as tmp:
         rows = []
+        no_background: list[str] = []
         for batch in tqdm(loader, desc=f"evaluate {split}", unit="batch", disable=not progress):
             composite, mask = batch["composite"].to(target), batch["mask"].to(target)
             raw = None if model is None else model(composite, mask)
@@ -149,6 +184,8 @@ def evaluate_model(
                 preds, batch["subset"], batch["name"], scores, strict=True
             ):
                 rows.append({"subset": subset, "name": name, **score})
+                if score["fg_ratio"] == 1.0:
+                    no_background.append(f"{subset}/{name}")
                 if save_images:
                     folder = tmp / "images" / subset
                     folder.mkdir(parents=True, exist_ok=True)
@@ -162,6 +199,9 @@ def evaluate_model(
             "ssim_mode": ssim_mode,
             **aggregate(per_image, SUBSETS),
         }
+        if no_background:
+            warn_no_background(no_background, size)
+            summary["no_background"] = no_background_note(no_background, size, model is not None)
         per_image.to_csv(tmp / "per_image.csv", index=False)
         (tmp / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

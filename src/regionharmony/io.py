@@ -32,10 +32,20 @@ def atomic_write_text(text: str, path: Path) -> None:
 
 
 def atomic_save(obj: object, path: Path) -> None:
-    """torch.save through `atomic_write`."""
+    """torch.save through `atomic_write`, with bytes that depend only on `obj`.
+
+    torch.save names the zip archive's top folder after the file it is given (a temporary
+    `.model.pt.<PID>.tmp` would put the PID into every record name); saving into an open file
+    handle makes torch use its fixed name `archive/` instead, so the same weights give the
+    same bytes whichever process wrote them.
+    """
     import torch
 
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    def save(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
+            torch.save(obj, handle)
+
+    atomic_write(path, save)
 
 
 @contextmanager

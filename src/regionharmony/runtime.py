@@ -1,4 +1,5 @@
-"""Where and how torch runs: the device, mixed precision and CPU threads, decided in one place."""
+"""Where and how torch runs: the device and mixed precision, decided in one place. (CPU threads
+and the OpenMP wait policy are set before torch starts: `regionharmony.cpu_threads`.)"""
 
 from __future__ import annotations
 

@@ -37,14 +37,19 @@ MAX_LISTED_PROBLEMS = 10  # how many problems `require_valid_root` names in its 
 class _FileInfo:
     size: tuple[int, int] | None = None  # (width, height)
     error: str | None = None
-    empty: bool = False
+    empty: bool = False  # a mask without foreground
+    full: bool = False  # a mask without background
 
 
 def _inspect(path: Path, is_mask: bool, decode: bool) -> _FileInfo:
     try:
         with open_image(path, decode=decode) as image:
-            empty = bool(decode and is_mask and not mask_array(image).any())
-            return _FileInfo(size=image.size, empty=empty)
+            if not (decode and is_mask):
+                return _FileInfo(size=image.size)
+            foreground = mask_array(image)
+            return _FileInfo(
+                size=image.size, empty=not foreground.any(), full=bool(foreground.all())
+            )
     except DataError as err:
         return _FileInfo(error=str(err))
 
@@ -135,7 +140,21 @@ def _check_counts(
             )
 
 
-def _check_files(samples: list[Sample], decode: bool, progress: bool, problems: list[str]) -> None:
+def full_mask_warning(mask: Path) -> str:
+    return (
+        f"{mask}: the mask covers the whole image (no background to harmonise against): "
+        "foreground metrics equal whole-image ones there, and the style fusion falls back to "
+        "mean 0 / std 1 for the empty background"
+    )
+
+
+def _check_files(
+    samples: list[Sample],
+    decode: bool,
+    progress: bool,
+    problems: list[str],
+    warnings: list[str],
+) -> None:
     info: dict[Path, _FileInfo] = {}
     reported: set[Path] = set()
 
@@ -169,6 +188,9 @@ def _check_files(samples: list[Sample], decode: bool, progress: bool, problems: 
                 report(path, found.error)
         if mask is not None and mask.empty:
             report(sample.mask, f"{sample.mask}: empty mask (no pixel of channel 0 above 127)")
+        if mask is not None and mask.full and sample.mask not in reported:
+            reported.add(sample.mask)
+            warnings.append(full_mask_warning(sample.mask))
         if composite.size is None:
             continue
         w, h = composite.size
@@ -192,6 +214,7 @@ def check_root(
     expect_official_counts: bool = False,
     decode: bool = True,
     progress: bool = False,
+    warnings: list[str] | None = None,
 ) -> list[str]:
     """Every problem of an iHarmony4-layout root, one message each, naming the file.
 
@@ -200,6 +223,9 @@ def check_root(
     (with `decode`, fully decoded, so truncation is caught; without, only the header is read),
     mask and real of the composite's size, masks not empty (with `decode`), and, with
     `expect_official_counts`, the official split sizes.
+
+    Masks that cover the whole image (with `decode`) are usable but suspicious: one message
+    each goes to `warnings`, when given, not to the problems.
 
     Without `subsets`, the subset folders present are checked; a subset missing entirely is
     allowed unless an IHD list references it. With `subsets`, only those are checked, and the
@@ -229,7 +255,7 @@ def check_root(
         samples += split_samples
         if expect_official_counts:
             _check_counts(root, split, counts, ihd_total, selection is None, problems)
-    _check_files(samples, decode, progress, problems)
+    _check_files(samples, decode, progress, problems, [] if warnings is None else warnings)
     return problems
 
 
@@ -285,7 +311,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "truncated images (each image is fully decoded), size mismatches, empty masks, IHD and "
         "per-subset lists that disagree and, on request, split sizes that differ from the "
         "official ones (train 65742 / test 7404). Exits 1 with the list if there is any "
-        "problem, 0 with the pair counts per subset and split."
+        "problem, 0 with the pair counts per subset and split. Masks that cover the whole "
+        "image (nothing to harmonise against) are reported as warnings, not problems."
     )
     add_data_root(parser, "dataset root to check")
     add_split(parser, default="all", all_=True)
@@ -314,6 +341,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     splits = list(SPLITS) if args.split == "all" else [args.split]
     official = args.official_counts or args.profile == "paper"
+    warnings: list[str] = []
     problems = check_root(
         args.data_root,
         splits,
@@ -321,6 +349,7 @@ def run(args: argparse.Namespace) -> int:
         expect_official_counts=official,
         decode=not args.no_decode,
         progress=not args.no_progress,
+        warnings=warnings,
     )
     if problems:
         report = f"{args.data_root}: {len(problems)} problem(s)\n" + "".join(
@@ -334,7 +363,9 @@ def run(args: argparse.Namespace) -> int:
             f"{args.data_root}: OK (every listed file present, {checks}{counted})\n"
             f"{format_counts(counts)}\n"
         )
+    noted = "".join(f"warning: {w}\n" for w in warnings)
     if args.report:
-        atomic_write_text(report, args.report)
+        atomic_write_text(report + noted, args.report)
     (sys.stderr if problems else sys.stdout).write(report)
+    sys.stderr.write(noted)  # warnings alone do not fail the check
     return 1 if problems else 0

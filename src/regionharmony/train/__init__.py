@@ -8,7 +8,8 @@ The run writes a model directory:
     summary.json   parameter counts, measured GFLOPs, steps, code version, final losses
     train.log      the log
     live/train/    DVCLive: every loss term per step
-    live/val/      DVCLive: validation MSE / PSNR / fMSE per epoch (Fig. 8/9 come from here)
+    live/val/      DVCLive: validation MSE / PSNR / fMSE per epoch (Fig. 8/9 come from here),
+                   and train_step, the optimiser step at which each epoch ended
 
 Checkpoints (generator, head, optimiser, scheduler, step, RNG state) go to `checkpoint_dir`
 atomically every `checkpoint_every` steps and at every epoch end. Re-running the same command
@@ -99,7 +100,8 @@ def train_one(
     """One training run into `out` (its own train.log); the model directory's summary."""
     if threads:
         torch.set_num_threads(threads)
-    out.mkdir(parents=True, exist_ok=True)
+    # OUT is created by the first thing written into it (the log, DVCLive, a checkpoint): a
+    # run refused for its data root or its checkpoint leaves no empty model directory behind
     handler = attach_log_file(out / "train.log")
     try:
         trainer = Trainer(cfg, data_root, out, checkpoint_dir, subsets, show_progress=progress)

@@ -11,9 +11,19 @@ from typing import Any
 import torch
 
 from regionharmony.config import Config
+from regionharmony.errors import CheckpointError
 from regionharmony.io import atomic_save, source_digest
 
 log = logging.getLogger("regionharmony.train")
+
+# what `Trainer.save_checkpoint` writes (plus the fingerprint) and `Trainer.resume` reads
+CHECKPOINT_KEYS = frozenset({"generator", "head", "optimizer", "scheduler", "step", "last"})
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message, or its type name when it has none."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def run_fingerprint(cfg: Config, train_names: list[str]) -> str:
@@ -36,14 +46,34 @@ class CheckpointStore:
         atomic_save({**state, "fingerprint": self.fingerprint}, self.path)
 
     def load(self, device: torch.device) -> dict[str, Any] | None:
-        """The last checkpoint of this run, or None (none yet, or one of another run)."""
+        """The last checkpoint of this run, or None (none yet, or one of another run).
+
+        A file that cannot be read as a checkpoint (truncated, damaged, not written by the
+        trainer) is refused with a `CheckpointError` naming it, rather than silently trained
+        over: checkpoints are written atomically, so a damaged one means something outside the
+        trainer touched it, and only the user can tell whether it is worth restoring.
+        """
         if not self.path.is_file():
             return None
-        state = torch.load(self.path, map_location=device, weights_only=True)
+        try:
+            state = torch.load(self.path, map_location=device, weights_only=True)
+        except Exception as err:  # truncated zip, pickle error, not a torch file at all
+            raise self.unusable(first_line(err)) from None
+        if not isinstance(state, dict):
+            raise self.unusable(f"it holds a {type(state).__name__}, not a checkpoint")
         if state.get("fingerprint") != self.fingerprint:
             log.warning("ignoring %s: it was written for another configuration", self.path)
             return None
+        missing = sorted(CHECKPOINT_KEYS - set(state))
+        if missing:
+            raise self.unusable(f"missing {', '.join(missing)}")
         return state
+
+    def unusable(self, why: str) -> CheckpointError:
+        return CheckpointError(
+            f"{self.path}: unreadable training checkpoint ({why}); delete it to train from "
+            "the start, or restore a good copy to resume"
+        )
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
