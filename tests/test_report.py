@@ -27,12 +27,14 @@ from regionharmony import notebook, report
 from regionharmony.cli import main as cli_main
 from regionharmony.config import build_config, load_params
 from regionharmony.data.layout import MINI_MANIFEST as MANIFEST
+from regionharmony.metrics import seed_summary
 from regionharmony.model import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 SUBSETS = ("HCOCO", "HAdobe5k", "HFlickr", "Hday2night")
-VARIANTS = tuple(load_params(ROOT / "params.yaml")["variants"])
+PARAMS = load_params(ROOT / "params.yaml")
+VARIANTS = tuple(PARAMS["variants"])
 SIZE, HIGHRES = 32, (64,)
 BANNER = "NOT a reproduction of the paper's numbers"
 
@@ -111,16 +113,7 @@ def write_evaluation(folder: Path, pairs, size: int, seed: int, subsets=SUBSETS,
 
 def write_model_dir(folder: Path, variant: str, seed: int, weights: bool = False) -> None:
     """config.json, summary.json and DVCLive TSVs (and model.pt when `weights`)."""
-    overrides = {
-        "l1": {"model": {"fusion": "none"}, "loss": {"lambda_pixel": 0.0, "lambda_hcl": 0.0}},
-        "l1_pixel": {"model": {"fusion": "none"}, "loss": {"lambda_hcl": 0.0}},
-        "l1_pixel_sf": {"loss": {"lambda_hcl": 0.0}},
-        "k128": {"loss": {"num_patches": 128}},
-        "k512": {"loss": {"num_patches": 512}},
-        "k1024": {"loss": {"num_patches": 1024}},
-        "adain": {"model": {"fusion": "adain"}},
-        "rain": {"model": {"fusion": "rain"}},
-    }.get(variant, {})
+    overrides = PARAMS["variants"][variant]
     cfg = build_config("mini", variant=overrides)
     folder.mkdir(parents=True)
     (folder / "config.json").write_text(json.dumps(cfg.to_dict()))
@@ -157,14 +150,27 @@ def build_tree(root: Path) -> None:
     """A repository-shaped tree of fake pipeline outputs, under `root`."""
     pairs = write_dataset(root / "data" / "mini")
     (root / "data" / "mini" / MANIFEST).write_text("{}")  # what make-mini leaves in its root
-    for seed, variant in enumerate(VARIANTS):
-        write_model_dir(root / "models" / variant, variant, seed, weights=variant == "full")
-        write_evaluation(root / "evaluation" / variant, pairs, SIZE, seed)
-    write_evaluation(root / "evaluation" / "composite", pairs, SIZE, 99, images=False)
+    for number, variant in enumerate(VARIANTS):
+        per_seed = {}
+        for seed in (0, 1):
+            folder = f"seed{seed}"
+            weights = variant == "full" and seed == 0
+            write_model_dir(root / "models" / variant / folder, variant, number, weights=weights)
+            write_evaluation(
+                root / "evaluation" / variant / folder, pairs, SIZE, 10 * number + seed
+            )
+            per_seed[folder] = json.loads(
+                (root / "evaluation" / variant / folder / "metrics.json").read_text()
+            )
+        (root / "evaluation" / variant / "metrics.json").write_text(
+            json.dumps(seed_summary(per_seed))
+        )
+    for number, baseline in enumerate(PARAMS["reports"]["baselines"]):
+        write_evaluation(root / "evaluation" / baseline, pairs, SIZE, 99 + number)
     for size in HIGHRES:
         for name in ("full", "composite"):
             write_evaluation(
-                root / "evaluation" / f"{name}_hr{size}",
+                root / "evaluation" / "highres" / f"{name}_{size}",
                 pairs,
                 size,
                 size,
@@ -178,7 +184,7 @@ def build_tree(root: Path) -> None:
     rc = features_main(
         [
             "--checkpoint",
-            str(root / "models" / "full"),
+            str(root / "models" / "full" / "seed0"),
             "--data-root",
             str(root / "data" / "mini"),
             "--out",
@@ -199,6 +205,7 @@ RENDERS = {
     "table4_highres": ("table4_highres", []),
     "table6": ("ablation", []),
     "table7": ("ablation", TABLE7),
+    "loss_reading": ("ablation", ["-r", "table", "loss_reading"]),
     "fusion_curves": ("fusion_curves", []),
     "feature_maps": ("feature_maps", []),
     "figure_grids": ("figure_grids", ["-p", "count", "2"]),
