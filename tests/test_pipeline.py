@@ -1,0 +1,110 @@
+"""The DVC pipeline as DVC users use it: `dvc exp run -S` edits, exact report dependencies,
+metrics that git (and so every commit and experiment) holds, declared plots."""
+
+from __future__ import annotations
+
+import difflib
+import subprocess
+from pathlib import Path
+
+import networkx as nx
+import pytest
+from dvc.repo import Repo
+from dvc.utils.hydra import apply_overrides
+
+from regionharmony.config import load_params
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = load_params(ROOT / "params.yaml")
+
+
+def changed_lines(before: str, after: str) -> list[str]:
+    diff = difflib.unified_diff(before.splitlines(), after.splitlines(), n=0, lineterm="")
+    return [line for line in diff if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        # the forms README documents: a key that exists, and `+` for one a variant does not set
+        ("profiles.mini.train.epochs=3", ["-      epochs: 6", "+      epochs: 3"]),
+        ("seeds=2", None),
+        (
+            "+variants.fusion_rain.train.lr=0.002",
+            ["-    train: {budget: 0.5}", "+    train: {budget: 0.5, lr: 0.002}"],
+        ),
+        ("variants.k512.loss.num_patches=384", None),
+    ],
+)
+def test_dvc_exp_run_set_changes_only_the_value_it_sets(tmp_path, override, expected):
+    """`dvc exp run -S` rewrites params.yaml through DVC's own YAML dumper: the file's layout
+    survives, so an experiment's diff is the one value."""
+    params = tmp_path / "params.yaml"
+    before = (ROOT / "params.yaml").read_text()
+    params.write_text(before)
+    apply_overrides(str(params), [override])
+    changed = changed_lines(before, params.read_text())
+    assert len(changed) == 2, changed
+    if expected:
+        assert [line.rstrip() for line in changed] == expected
+
+
+def test_a_key_a_variant_does_not_set_needs_the_plus_form(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text((ROOT / "params.yaml").read_text())
+    with pytest.raises(Exception, match="Invalid `--set-param` value"):
+        apply_overrides(str(params), ["variants.fusion_rain.train.lr=0.002"])
+
+
+@pytest.fixture(scope="module")
+def graph() -> nx.DiGraph:
+    return Repo(str(ROOT)).index.graph
+
+
+def downstream_of_param(graph: nx.DiGraph, key: str) -> set[str]:
+    """Every stage that re-runs when params.yaml `key` changes."""
+    direct = {
+        stage
+        for stage in graph.nodes
+        for dep in stage.deps
+        if key in (getattr(dep, "params", None) or [])
+    }
+    reached = set(direct)
+    for stage in direct:
+        reached |= nx.ancestors(graph, stage)  # edges point from a stage to what it reads
+    return {stage.addressing for stage in reached}
+
+
+@pytest.mark.parametrize(
+    ("variant", "reports"),
+    [
+        ("fusion_rain", {"report_fusion_curves"}),
+        ("hcl_shared", {"report_loss_reading"}),
+        ("k512", {"report_table7"}),
+        (
+            "l1",
+            {"report_table6", "report_figure_grids", "user_study", "report_table5"},
+        ),
+    ],
+)
+def test_a_variant_re_runs_its_own_stages_and_the_reports_that_show_it(graph, variant, reports):
+    expected = {f"train@{variant}", f"evaluate@{variant}", "report_index", *reports}
+    assert downstream_of_param(graph, f"variants.{variant}") == expected
+
+
+def test_full_reaches_the_tables_that_show_it_but_no_ablation_of_other_rows(graph):
+    reached = downstream_of_param(graph, "variants.full")
+    assert {"report_table2_table3", "report_table4", "report_table6", "report_table7"} <= reached
+    assert not any(name.startswith(("train@", "evaluate@")) and "full" not in name for name in reached)
+
+
+def test_metrics_are_tracked_by_git_and_plots_are_declared():
+    for name in [*PARAMS["variants"], *PARAMS["reports"]["baselines"]]:
+        ignored = subprocess.run(
+            ["git", "check-ignore", "-q", f"metrics/{name}.json"], cwd=ROOT, check=False
+        )
+        assert ignored.returncode == 1, f"metrics/{name}.json is gitignored"
+    repo = Repo(str(ROOT))
+    plots = repo.index._plots  # the top-level `plots:` of dvc.yaml
+    titles = {name for entry in plots.values() for item in entry for name in item}
+    assert {"fig8_validation_psnr", "fig9_validation_mse", "per_image_fmse"} <= titles
