@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import subprocess
+import sys
 from pathlib import Path
 
 import networkx as nx
@@ -109,3 +110,29 @@ def test_metrics_are_tracked_by_git_and_plots_are_declared():
     plots = repo.index._plots  # the top-level `plots:` of dvc.yaml
     titles = {name for entry in plots.values() for item in entry for name in item}
     assert {"fig8_validation_psnr", "fig9_validation_mse", "per_image_fmse"} <= titles
+
+
+def test_dvc_exp_run_leaves_data_dvc_and_the_params_layout_alone(tmp_path):
+    """A real `dvc exp run -S` in a small repository holding this project's data.dvc and
+    params.yaml: only the value set changes; data.dvc (iHarmony4, absent) is not rewritten."""
+    dvc = str(Path(sys.executable).with_name("dvc"))
+
+    def run(*argv: str) -> None:
+        subprocess.run(argv, cwd=tmp_path, check=True, capture_output=True, text=True)
+
+    for name in ("data.dvc", "params.yaml"):
+        (tmp_path / name).write_text((ROOT / name).read_text())
+    (tmp_path / "dvc.yaml").write_text(
+        "stages:\n  echo:\n    cmd: echo ${variants.fusion_rain} > out.txt\n"
+        "    params: [variants.fusion_rain]\n    outs: [out.txt]\n"
+    )
+    run("git", "init", "-q")
+    run("git", "config", "user.email", "t@example.com")
+    run("git", "config", "user.name", "t")
+    run(dvc, "init", "-q")
+    run("git", "add", "-A")
+    run("git", "commit", "-qm", "start")
+    before = (tmp_path / "params.yaml").read_text()
+    run(dvc, "exp", "run", "-S", "+variants.fusion_rain.train.lr=0.002")
+    assert (tmp_path / "data.dvc").read_text() == (ROOT / "data.dvc").read_text()
+    assert len(changed_lines(before, (tmp_path / "params.yaml").read_text())) == 2

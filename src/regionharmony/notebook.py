@@ -26,13 +26,12 @@ SCALE = {"ssim": 100, "fssim": 100}
 PARAMS_FILE = Path("params.yaml")
 
 
-def setup() -> Path:
+def setup() -> None:
     """The first cell of every notebook: work from the repository root, one plotting theme."""
     import seaborn as sns
 
-    root = enter_repo_root()
+    enter_repo_root()
     sns.set_theme(style="whitegrid", context="notebook")
-    return root
 
 
 def fmt(value: float | None, digits: int = 2) -> str:
