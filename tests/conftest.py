@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -80,3 +83,28 @@ def mini_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("mini") / "mini"
     build_mini(out, seed=0, size=64, train_per_subset=6, test_per_subset=4)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_root(tmp_path_factory) -> Path:
+    """The embedded dataset, small: 4 train / 2 test pairs per subset at 64 px."""
+    root = tmp_path_factory.mktemp("data") / "mini"
+    build_mini(root, seed=0, size=64, train_per_subset=4, test_per_subset=2)
+    return root
+
+
+@pytest.fixture(scope="session")
+def hermetic_kernel(tmp_path_factory):
+    """A `python3` kernelspec that runs this interpreter, first on JUPYTER_PATH."""
+    spec = tmp_path_factory.mktemp("jupyter") / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    kernel = {"argv": argv, "display_name": "Python 3", "language": "python"}
+    (spec / "kernel.json").write_text(json.dumps(kernel))
+    saved = os.environ.get("JUPYTER_PATH")
+    os.environ["JUPYTER_PATH"] = str(spec.parent.parent)
+    yield
+    if saved is None:
+        os.environ.pop("JUPYTER_PATH", None)
+    else:
+        os.environ["JUPYTER_PATH"] = saved

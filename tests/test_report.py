@@ -215,23 +215,6 @@ EMBEDDED = 'src="data:image/png;base64,'  # an output image (the template's CSS 
 
 
 @pytest.fixture(scope="module")
-def hermetic_kernel(tmp_path_factory):
-    """A `python3` kernelspec that runs this interpreter, first on JUPYTER_PATH."""
-    spec = tmp_path_factory.mktemp("jupyter") / "kernels" / "python3"
-    spec.mkdir(parents=True)
-    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
-    kernel = {"argv": argv, "display_name": "Python 3", "language": "python"}
-    (spec / "kernel.json").write_text(json.dumps(kernel))
-    saved = os.environ.get("JUPYTER_PATH")
-    os.environ["JUPYTER_PATH"] = str(spec.parent.parent)
-    yield
-    if saved is None:
-        os.environ.pop("JUPYTER_PATH", None)
-    else:
-        os.environ["JUPYTER_PATH"] = saved
-
-
-@pytest.fixture(scope="module")
 def tree(tmp_path_factory):
     root = tmp_path_factory.mktemp("repo")
     build_tree(root)

@@ -20,14 +20,6 @@ from regionharmony.train import NonFiniteLossError, Trainer
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def tiny_root(tmp_path_factory) -> Path:
-    """The embedded dataset, small: 4 train / 2 test pairs per subset at 64 px."""
-    root = tmp_path_factory.mktemp("data") / "mini"
-    build_mini(root, seed=0, size=64, train_per_subset=4, test_per_subset=2)
-    return root
-
-
 def tiny_config(**train):
     overrides = {
         "train": {

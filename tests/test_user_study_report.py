@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import sys
 from pathlib import Path
 
 import nbformat
@@ -17,23 +14,6 @@ from regionharmony.user_study import build_study
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "table5_user_study.ipynb"
 EMBEDDED = 'src="data:image/png;base64,'
-
-
-@pytest.fixture(scope="module")
-def hermetic_kernel(tmp_path_factory):
-    """A `python3` kernelspec that runs this interpreter, first on JUPYTER_PATH."""
-    spec = tmp_path_factory.mktemp("jupyter") / "kernels" / "python3"
-    spec.mkdir(parents=True)
-    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
-    kernel = {"argv": argv, "display_name": "Python 3", "language": "python"}
-    (spec / "kernel.json").write_text(json.dumps(kernel))
-    saved = os.environ.get("JUPYTER_PATH")
-    os.environ["JUPYTER_PATH"] = str(spec.parent.parent)
-    yield
-    if saved is None:
-        os.environ.pop("JUPYTER_PATH", None)
-    else:
-        os.environ["JUPYTER_PATH"] = saved
 
 
 @pytest.fixture(scope="module")
