@@ -144,6 +144,33 @@ def test_cli_writes_the_model_directory(tiny_root, tmp_path):
     assert "to_rgb.weight" in state
 
 
+def test_seeds_in_parallel_give_the_bytes_of_seeds_in_turn(tiny_root, tmp_path):
+    """`--num-seeds 2` writes seed0/ and seed1/, different models, and the same bytes whether
+    the seeds train one after the other or in two processes at once."""
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        "profile: mini\n"
+        "profiles:\n  mini:\n"
+        "    model: {base_width: 8, depth: 4, blocks: 1}\n"
+        "    train: {batch_size: 4, epochs: 1, image_size: 32, load_size: 32}\n"
+        "variants:\n  full: {loss: {num_patches: 8}}\n"
+    )
+    outs = {}
+    for jobs in ("1", "2"):
+        out = outs[jobs] = tmp_path / f"jobs{jobs}"
+        argv = ["train", "--params", str(params), "--variant", "full", "--num-seeds", "2"]
+        argv += ["--jobs", jobs, "--data-root", str(tiny_root), "--out", str(out), "--no-progress"]
+        assert main(argv) == 0
+    for seed in ("seed0", "seed1"):
+        assert (outs["1"] / seed / "model.pt").read_bytes() == (
+            outs["2"] / seed / "model.pt"
+        ).read_bytes()
+    assert (outs["1"] / "seed0/model.pt").read_bytes() != (
+        outs["1"] / "seed1/model.pt"
+    ).read_bytes()
+    assert json.loads((outs["2"] / "seed1" / "config.json").read_text())["train"]["seed"] == 1
+
+
 def test_a_broken_root_is_refused_naming_the_file(tiny_root, tmp_path):
     import shutil
 

@@ -31,6 +31,7 @@ import copy
 import json
 import logging
 import multiprocessing
+import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -74,9 +75,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--jobs",
         type=int,
-        default=1,
-        help="with --seeds: train this many seeds at once, in separate processes that share "
-        "the CPU threads (default 1)",
+        default=0,
+        help="with --seeds: train this many seeds at once, in separate processes (default 0: "
+        "on the CPU, as many as the cores hold at torch's thread count; 1 on a GPU)",
     )
     parser.add_argument(
         "--checkpoint-dir",
@@ -111,6 +112,14 @@ def train_one(
         handler.close()
 
 
+def auto_jobs(cfg: Config) -> int:
+    """Seeds trained at once: 1 on a GPU; on the CPU, the usable cores over torch's threads
+    (each run keeps torch's thread count, so results do not depend on the number of jobs)."""
+    if cfg.train.device != "cpu" and torch.cuda.is_available():
+        return 1
+    return max(1, len(os.sched_getaffinity(0)) // torch.get_num_threads())
+
+
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     progress = not args.no_progress
@@ -131,11 +140,11 @@ def run(args: argparse.Namespace) -> int:
         seeded.train.seed = seed
         ckpt = args.checkpoint_dir / f"seed{seed}" if args.checkpoint_dir else None
         runs.append((seeded, args.data_root, args.out / f"seed{seed}", ckpt, args.subsets))
-    jobs = max(1, min(args.jobs, len(runs)))
+    jobs = max(1, min(args.jobs or auto_jobs(cfg), len(runs)))
     if jobs == 1:
         summaries = [train_one(*r, progress) for r in runs]
     else:
-        threads = max(1, torch.get_num_threads() // jobs)
+        threads = torch.get_num_threads()
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(jobs, mp_context=context) as pool:
             futures = [pool.submit(train_one, *r, False, threads) for r in runs]
