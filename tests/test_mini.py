@@ -11,7 +11,7 @@ from scipy import ndimage
 from regionharmony.cli import main as cli_main
 from regionharmony.data import SUBSETS, list_samples, load_pair
 from regionharmony.data.check import check_root, count_pairs
-from regionharmony.data.mini import FMSE_MIN
+from regionharmony.data.mini import FMSE_MIN, away_from_background, light_coordinate
 
 
 def main(argv: list[str]) -> int:
@@ -87,3 +87,26 @@ def test_refuses_to_overwrite_without_force(tmp_path, capsys):
     assert "--force" in capsys.readouterr().err and (out / "keep").exists()
     assert main([*args, "--no-progress", "--force"]) == 0
     assert not (out / "keep").exists() and check_root(out) == []
+
+
+def test_foregrounds_move_away_from_the_background_light(mini_root):
+    """Each composite's side of the light axis (Lab (L* + b*) / sqrt 2) is the one away from
+    its background; the light-only families move the foreground that way (the retouch also
+    changes saturation, which can move b* the other way); both sides occur."""
+    manifest = json.loads((mini_root / "make_mini.json").read_text())
+    sides = set()
+    for split in ("train", "test"):
+        for sample in list_samples(mini_root, split):
+            composite, mask, real = load_pair(sample)
+            meta = manifest["images"][f"{sample.subset}/{sample.composite.name}"]
+            assert meta["side"] == away_from_background(real, mask), sample.name
+            if meta["family"] != "retouch":
+                moved = light_coordinate(composite[mask]) - light_coordinate(real[mask])
+                assert moved * meta["side"] > 0, sample.name
+            sides.add(meta["side"])
+    assert sides == {-1, 1}
+
+
+def test_test_split_has_one_composite_per_mask(mini_root):
+    names = [s.name for s in list_samples(mini_root, "test")]
+    assert len({n.rpartition("_")[0] for n in names}) == len(names)
