@@ -227,7 +227,8 @@ def test_ddp_gradients_equal_single_process_for_the_same_global_batch(tiny_root,
 @pytest.mark.slow
 def test_full_variant_beats_the_identity_baseline_on_the_embedded_default(tmp_path):
     """The mini profile's budget from params.yaml on the default embedded dataset: the full
-    method scores better than the input composite in MSE and fMSE on the test split."""
+    method removes at least half of the input composite's fMSE and 30 % of its MSE on the test
+    split, in every foreground-ratio bin (issue 13; measured over seeds 0-2: 54-64 %)."""
     from regionharmony.evaluate import evaluate_model
     from regionharmony.model import load_checkpoint
 
@@ -243,6 +244,11 @@ def test_full_variant_beats_the_identity_baseline_on_the_embedded_default(tmp_pa
     size = params["evaluate"]["size"]
     evaluate_model(load_checkpoint(out), root, tmp_path / "ev_full", size=size, progress=False)
     evaluate_model(None, root, tmp_path / "ev_comp", size=size, progress=False)
-    full = json.loads((tmp_path / "ev_full" / "metrics.json").read_text())["subsets"]["All"]
-    comp = json.loads((tmp_path / "ev_comp" / "metrics.json").read_text())["subsets"]["All"]
-    assert full["mse"] < comp["mse"] and full["fmse"] < comp["fmse"], (full, comp)
+    full = json.loads((tmp_path / "ev_full" / "metrics.json").read_text())
+    comp = json.loads((tmp_path / "ev_comp" / "metrics.json").read_text())
+    groups = {"All": "subsets", **dict.fromkeys(comp["fg_ratio_bins"], "fg_ratio_bins")}
+    for name, table in groups.items():
+        model, composite = full[table][name], comp[table][name]
+        assert composite["n"] > 0, name
+        assert model["fmse"] <= 0.5 * composite["fmse"], (name, model, composite)
+        assert model["mse"] <= 0.7 * composite["mse"], (name, model, composite)
