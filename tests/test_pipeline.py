@@ -17,6 +17,7 @@ from regionharmony.config import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = load_params(ROOT / "params.yaml")
+MINI_EPOCHS = PARAMS["profiles"]["mini"]["train"]["epochs"]
 
 
 def changed_lines(before: str, after: str) -> list[str]:
@@ -28,7 +29,10 @@ def changed_lines(before: str, after: str) -> list[str]:
     ("override", "expected"),
     [
         # the forms README documents: a key that exists, and `+` for one a variant does not set
-        ("profiles.mini.train.epochs=3", ["-      epochs: 6", "+      epochs: 3"]),
+        (
+            f"profiles.mini.train.epochs={MINI_EPOCHS + 2}",
+            [f"-      epochs: {MINI_EPOCHS}", f"+      epochs: {MINI_EPOCHS + 2}"],
+        ),
         ("seeds=2", None),
         (
             "+variants.fusion_rain.train.lr=0.002",
