@@ -171,21 +171,6 @@ def test_seeds_in_parallel_give_the_bytes_of_seeds_in_turn(tiny_root, tmp_path):
     assert json.loads((outs["2"] / "seed1" / "config.json").read_text())["train"]["seed"] == 1
 
 
-@pytest.mark.parametrize(
-    ("cores", "threads", "runs", "expected"),
-    [(2, 1, 3, 3), (2, 1, 4, 4), (2, 1, 5, 2), (2, 1, 1, 1), (16, 8, 3, 3), (16, 8, 8, 2)],
-)
-def test_auto_jobs_runs_a_partial_last_round_beside_the_others(
-    monkeypatch, cores, threads, runs, expected
-):
-    from regionharmony import train
-
-    monkeypatch.setattr(train.os, "sched_getaffinity", lambda pid: set(range(cores)))
-    monkeypatch.setattr(train.torch, "get_num_threads", lambda: threads)
-    cfg = build_config("mini", {"train": {"device": "cpu"}})
-    assert train.auto_jobs(cfg, runs) == expected
-
-
 def test_a_broken_root_is_refused_naming_the_file(tiny_root, tmp_path):
     import shutil
 

@@ -77,8 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=0,
         help="with --seeds: train this many seeds at once, in separate processes (default 0: "
-        "on the CPU, as many as the cores hold at torch's thread count, or all of them when "
-        "they are at most twice that; 1 on a GPU)",
+        "on the CPU, as many as the cores hold at torch's thread count; 1 on a GPU)",
     )
     parser.add_argument(
         "--checkpoint-dir",
@@ -113,16 +112,12 @@ def train_one(
         handler.close()
 
 
-def auto_jobs(cfg: Config, runs: int) -> int:
-    """Seeds trained at once: 1 on a GPU; on the CPU, the usable cores over torch's threads, or
-    all the runs when they are at most twice that: a last round holding fewer runs than the
-    cores would leave cores idle, and time-shared runs finish sooner (3 mini seeds on 2 cores:
-    42.5 s in two rounds, 36.4 s at once). Each run keeps torch's thread count, so results do
-    not depend on the number of jobs."""
+def auto_jobs(cfg: Config) -> int:
+    """Seeds trained at once: 1 on a GPU; on the CPU, the usable cores over torch's threads
+    (each run keeps torch's thread count, so results do not depend on the number of jobs)."""
     if cfg.train.device != "cpu" and torch.cuda.is_available():
         return 1
-    slots = max(1, len(os.sched_getaffinity(0)) // torch.get_num_threads())
-    return runs if runs <= 2 * slots else slots
+    return max(1, len(os.sched_getaffinity(0)) // torch.get_num_threads())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -145,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
         seeded.train.seed = seed
         ckpt = args.checkpoint_dir / f"seed{seed}" if args.checkpoint_dir else None
         runs.append((seeded, args.data_root, args.out / f"seed{seed}", ckpt, args.subsets))
-    jobs = max(1, min(args.jobs or auto_jobs(cfg, len(runs)), len(runs)))
+    jobs = max(1, min(args.jobs or auto_jobs(cfg), len(runs)))
     if jobs == 1:
         summaries = [train_one(*r, progress) for r in runs]
     else:
