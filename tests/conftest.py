@@ -108,3 +108,27 @@ def hermetic_kernel(tmp_path_factory):
         os.environ.pop("JUPYTER_PATH", None)
     else:
         os.environ["JUPYTER_PATH"] = saved
+
+
+@pytest.fixture
+def interrupted_run(monkeypatch):
+    """interrupted_run(trainer_factory, step): run a Trainer that dies with KeyboardInterrupt
+    as it starts step `step + 1` (as a killed process would, after its last checkpoint)."""
+    from regionharmony.train import Trainer
+
+    def run(make_trainer, step: int) -> None:
+        original = Trainer.train_step
+
+        def dying_step(self, batch):
+            if self.step == step:
+                raise KeyboardInterrupt
+            return original(self, batch)
+
+        monkeypatch.setattr(Trainer, "train_step", dying_step)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                make_trainer().run()
+        finally:
+            monkeypatch.setattr(Trainer, "train_step", original)
+
+    return run

@@ -74,7 +74,7 @@ def tsv_rows(path: Path) -> list[dict[str, str]]:
 
 @pytest.mark.parametrize("die_at_step", [4, 7])
 def test_a_resumed_run_writes_the_same_model_directory(
-    tiny_root, tmp_path, monkeypatch, die_at_step
+    tiny_root, tmp_path, interrupted_run, die_at_step
 ):
     """Killed during step `die_at_step + 1` (after the epoch-1 validation for 4, mid-epoch 3
     for 7), then re-run: model.pt, config.json, summary.json and every DVCLive file are byte
@@ -83,17 +83,9 @@ def test_a_resumed_run_writes_the_same_model_directory(
     straight = Trainer(cfg, tiny_root, tmp_path / "straight", show_progress=False)
     straight.run()
 
-    original = Trainer.train_step
-
-    def dying_step(self, batch):
-        if self.step == die_at_step:
-            raise KeyboardInterrupt
-        return original(self, batch)
-
-    monkeypatch.setattr(Trainer, "train_step", dying_step)
-    with pytest.raises(KeyboardInterrupt):
-        Trainer(cfg, tiny_root, tmp_path / "resumed", show_progress=False).run()
-    monkeypatch.setattr(Trainer, "train_step", original)
+    interrupted_run(
+        lambda: Trainer(cfg, tiny_root, tmp_path / "resumed", show_progress=False), die_at_step
+    )
     Trainer(cfg, tiny_root, tmp_path / "resumed", show_progress=False).run()
 
     expected, got = files_of(tmp_path / "straight"), files_of(tmp_path / "resumed")

@@ -60,7 +60,7 @@ def test_a_few_steps_lower_the_loss(tiny_root, tmp_path):
     assert loss() < before
 
 
-def test_interrupted_training_resumes_to_the_same_weights(tiny_root, tmp_path, monkeypatch):
+def test_interrupted_training_resumes_to_the_same_weights(tiny_root, tmp_path, interrupted_run):
     cfg = tiny_config()
     straight = Trainer(cfg, tiny_root, tmp_path / "straight", show_progress=False)
     straight.run()
@@ -70,17 +70,7 @@ def test_interrupted_training_resumes_to_the_same_weights(tiny_root, tmp_path, m
     assert not straight.checkpoints.path.exists()
 
     # kill the second run during step 5 (checkpoints exist at steps 2 and 4)
-    original = Trainer.train_step
-
-    def dying_step(self, batch):
-        if self.step == 4:
-            raise KeyboardInterrupt
-        return original(self, batch)
-
-    monkeypatch.setattr(Trainer, "train_step", dying_step)
-    with pytest.raises(KeyboardInterrupt):
-        Trainer(cfg, tiny_root, tmp_path / "resumed", show_progress=False).run()
-    monkeypatch.setattr(Trainer, "train_step", original)
+    interrupted_run(lambda: Trainer(cfg, tiny_root, tmp_path / "resumed", show_progress=False), 4)
     assert not (tmp_path / "resumed" / "model.pt").exists()
 
     # a checkpoint written for other code or configuration is never resumed
