@@ -12,21 +12,12 @@ import pytest
 import torch
 from PIL import Image
 
-from regionharmony.apply import (
-    MASK_THRESHOLD,
-    HarmonizeError,
-    carry_color,
-    fit_color_transform,
-    harmonize,
-    load_composite,
-    load_mask,
-    main,
-    save_image,
-    working_size,
-)
+from regionharmony.apply import carry_color, fit_color_transform, harmonize, main, working_size
 from regionharmony.config import build_config
+from regionharmony.errors import HarmonizeError
 from regionharmony.inference import Engine, fold_batchnorm, load_engine
 from regionharmony.model import build_model
+from regionharmony.user_images import MASK_THRESHOLD, load_composite, load_mask, save_image
 
 TRAIN_SIZE = 32
 

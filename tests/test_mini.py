@@ -11,7 +11,8 @@ from scipy import ndimage
 from regionharmony.cli import main as cli_main
 from regionharmony.data import SUBSETS, list_samples, load_pair
 from regionharmony.data.check import check_root, count_pairs
-from regionharmony.data.mini import FMSE_MIN, away_from_background, light_coordinate
+from regionharmony.data.mini import FMSE_MIN
+from regionharmony.data.perturbations import away_from_background, light_coordinate
 
 
 def main(argv: list[str]) -> int:

@@ -17,3 +17,7 @@ class ConfigError(UserError, ValueError):
 
 class CheckpointError(UserError):
     """A model directory or checkpoint that cannot be loaded; the message names the file."""
+
+
+class HarmonizeError(UserError, ValueError):
+    """A composite, mask, model or output that cannot be used; the message names it."""

@@ -32,8 +32,8 @@ title in which a method name appears as a word.
 
 The page works from `file://` (open OUT/index.html) and from any static server
 (`python -m http.server -d OUT`). Give participants OUT alone (copy it, or serve OUT, not its
-parent): the key beside it names every image's method. See templates/user_study.html and
-regionharmony.votes.
+parent): the key beside it names every image's method. See templates/user_study.html,
+regionharmony.votes and regionharmony.preference.
 """
 
 from __future__ import annotations
@@ -53,7 +53,8 @@ from PIL import Image, UnidentifiedImageError
 
 from regionharmony.errors import UserError
 from regionharmony.io import atomic_directory, atomic_write_text, code_version
-from regionharmony.votes import FORMAT_VERSION, KEY_FORMAT, VotesError, tally
+from regionharmony.preference import tally
+from regionharmony.votes import FORMAT_VERSION, KEY_FORMAT, VotesError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 METHOD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")

@@ -1,0 +1,177 @@
+"""Images as people have them: reading a composite or a mask (a path, a PIL image or a numpy
+array) and writing a result.
+
+EXIF orientation is applied; palette, grayscale, 16-bit, RGBA/LA (alpha dropped) and CMYK
+images are converted to 8-bit RGB. A mask is any single-channel or RGB(A) image; a pixel is
+foreground when its 8-bit grayscale value (ITU-R 601 luma, PIL's "L") is above
+``MASK_THRESHOLD`` = 127; a mask whose alpha channel is not fully opaque (a cut-out) uses the
+alpha channel instead. Bad input raises `HarmonizeError` (a ValueError) naming the file. Results
+are written atomically and never over an input.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from regionharmony.errors import HarmonizeError
+
+MASK_THRESHOLD = 127  # foreground: 8-bit grayscale value > 127
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
+OUTPUT_FORMATS[".webp"] = "WEBP"
+# JPEG: quality 95, no chroma subsampling; PNG: zlib level 1, 4x faster to write than Pillow's
+# default 6 on a 12-megapixel image (1.6 s against 6.1 s here) for a ~20 % larger file
+SAVE_OPTIONS: dict[str, dict[str, Any]] = {
+    "JPEG": {"quality": 95, "subsampling": 0},
+    "PNG": {"compress_level": 1},
+}
+
+ImageSource = str | os.PathLike | Image.Image | np.ndarray
+
+
+def label_of(source: ImageSource, role: str) -> str:
+    return str(source) if isinstance(source, str | os.PathLike) else role
+
+
+def open_user_image(source: ImageSource, role: str) -> Image.Image:
+    """A decoded PIL image with its EXIF orientation applied."""
+    label = label_of(source, role)
+    if isinstance(source, np.ndarray):
+        return Image.fromarray(_array_to_uint8(source, label))
+    if not isinstance(source, Image.Image) and not Path(source).is_file():
+        raise HarmonizeError(f"{label}: no such file ({role})")
+    try:
+        image = source if isinstance(source, Image.Image) else Image.open(source)
+        image.load()
+    # any decoder failure (OSError, SyntaxError, zlib errors, decompression bombs, ...)
+    except Exception as err:
+        raise HarmonizeError(f"{label}: unreadable {role} image ({err})") from None
+    try:
+        return ImageOps.exif_transpose(image)
+    except Exception as err:
+        raise HarmonizeError(f"{label}: bad EXIF orientation ({err})") from None
+
+
+def _array_to_uint8(array: np.ndarray, label: str) -> np.ndarray:
+    """uint8 (H, W) or (H, W, C) from a bool, uint8, uint16 or float ([0, 1]) array."""
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3, 4)):
+        raise HarmonizeError(
+            f"{label}: expected an (H, W), (H, W, 3) or (H, W, 4) array, got shape {array.shape}"
+        )
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    if array.dtype == bool:
+        return array.astype(np.uint8) * 255
+    if array.dtype == np.uint8:
+        return np.ascontiguousarray(array)
+    if array.dtype == np.uint16:
+        return _scale_16_bit(array)
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.isfinite(array).all():
+            raise HarmonizeError(f"{label}: the array holds NaN or infinite values")
+        return np.round(np.clip(array, 0, 1) * 255).astype(np.uint8)
+    raise HarmonizeError(
+        f"{label}: unsupported array type {array.dtype} "
+        "(use uint8, uint16, bool or float in [0, 1])"
+    )
+
+
+def _scale_16_bit(array: np.ndarray) -> np.ndarray:
+    return np.round(array.astype(np.float64) / 257).astype(np.uint8)
+
+
+def _to_8_bit(image: Image.Image) -> Image.Image:
+    """16- and 32-bit single-band images (PNG "I;16", "I", "F") scaled to mode "L"."""
+    if image.mode.startswith("I;16") or image.mode == "I":
+        array = np.asarray(image).astype(np.int64)
+        if image.mode == "I" and array.max(initial=0) <= 255:
+            return Image.fromarray(np.clip(array, 0, 255).astype(np.uint8))
+        return Image.fromarray(_scale_16_bit(np.clip(array, 0, 65535)))
+    if image.mode == "F":
+        array = np.asarray(image)
+        scale = 255.0 if array.max(initial=0) <= 1.0 else 1.0
+        return Image.fromarray(np.round(np.clip(array * scale, 0, 255)).astype(np.uint8))
+    return image
+
+
+def load_composite(source: ImageSource) -> np.ndarray:
+    """uint8 (H, W, 3) RGB of a composite (path, PIL image or array); alpha is dropped."""
+    image = _to_8_bit(open_user_image(source, "composite"))
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+        image = image.convert("RGBA")
+    return np.asarray(image.convert("RGB"))
+
+
+def load_mask(source: ImageSource) -> np.ndarray:
+    """bool (H, W) foreground of a mask (path, PIL image or array): grayscale > 127, or the
+    alpha channel > 127 when the image has one that is not fully opaque."""
+    image = _to_8_bit(open_user_image(source, "mask"))
+    if image.mode in ("P", "PA") or "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA"):
+        alpha = np.asarray(image.getchannel("A"))
+        if alpha.min() < 255:
+            return alpha > MASK_THRESHOLD
+    return np.asarray(image.convert("L")) > MASK_THRESHOLD
+
+
+def size_text(shape: tuple[int, ...]) -> str:
+    return f"{shape[1]}x{shape[0]}"
+
+
+def check_pair(composite: np.ndarray, mask: np.ndarray, mask_label: str) -> None:
+    """A mask the size of the composite, neither empty nor covering the whole image."""
+    if mask.shape != composite.shape[:2]:
+        raise HarmonizeError(
+            f"{mask_label}: mask size {size_text(mask.shape)} differs from the composite's "
+            f"{size_text(composite.shape)}"
+        )
+    if not mask.any():
+        raise HarmonizeError(
+            f"{mask_label}: empty mask (no pixel above {MASK_THRESHOLD} in grayscale): "
+            "nothing to harmonise"
+        )
+    if mask.all():
+        raise HarmonizeError(
+            f"{mask_label}: the mask covers the whole image: there is no background to "
+            "harmonise the foreground to"
+        )
+
+
+# -- writing ----------------------------------------------------------------------------------
+
+
+def output_format(path: Path) -> str:
+    fmt = OUTPUT_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise HarmonizeError(
+            f"{path}: unsupported output extension (use one of {sorted(OUTPUT_FORMATS)})"
+        )
+    return fmt
+
+
+def same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+    except OSError:
+        return False
+
+
+def save_image(image: Image.Image, out: Path, inputs: tuple[Path, ...] = ()) -> None:
+    """Write `image` atomically to `out` (format from its extension), never over an input."""
+    from regionharmony.io import atomic_write
+
+    for source in inputs:
+        if same_file(out, source):
+            raise HarmonizeError(f"{out}: refusing to overwrite an input file")
+    fmt = output_format(out)
+    options = SAVE_OPTIONS.get(fmt, {})
+    try:
+        atomic_write(out, lambda tmp: image.save(tmp, format=fmt, **options))
+    except OSError as err:
+        raise HarmonizeError(f"{out}: cannot write ({err})") from None
