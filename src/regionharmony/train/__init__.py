@@ -29,9 +29,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import logging
 import multiprocessing
-import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -39,6 +37,7 @@ from typing import Any
 import torch
 
 from regionharmony.config import Config, config_from_args
+from regionharmony.cpu_threads import usable_cpus
 from regionharmony.errors import ConfigError
 from regionharmony.options import add_config, add_progress, add_subsets
 from regionharmony.train.logs import attach_log_file
@@ -108,8 +107,7 @@ def train_one(
         trainer = Trainer(cfg, data_root, out, checkpoint_dir, subsets, show_progress=progress)
         return trainer.run()
     finally:
-        logging.getLogger("regionharmony").removeHandler(handler)
-        handler.close()
+        handler.close()  # detaches it from the logger too
 
 
 def auto_jobs(cfg: Config) -> int:
@@ -117,7 +115,7 @@ def auto_jobs(cfg: Config) -> int:
     (each run keeps torch's thread count, so results do not depend on the number of jobs)."""
     if cfg.train.device != "cpu" and torch.cuda.is_available():
         return 1
-    return max(1, len(os.sched_getaffinity(0)) // torch.get_num_threads())
+    return max(1, usable_cpus() // torch.get_num_threads())
 
 
 def run(args: argparse.Namespace) -> int:
