@@ -110,15 +110,21 @@ def test_a_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint(
     assert all(torch.isfinite(v).all() for v in tensors)
 
 
-def test_cli_writes_the_model_directory(tiny_root, tmp_path):
-    params = tmp_path / "params.yaml"
+def tiny_params(folder: Path, variant: str) -> Path:
+    """A params.yaml of one mini-profile variant (given as `name: {...}`), a few steps long."""
+    params = folder / "params.yaml"
     params.write_text(
         "profile: mini\n"
         "profiles:\n  mini:\n"
         "    model: {base_width: 8, depth: 4, blocks: 1}\n"
         "    train: {batch_size: 4, epochs: 1, image_size: 32, load_size: 32}\n"
-        "variants:\n  rain: {model: {fusion: rain}, loss: {num_patches: 8}}\n"
+        f"variants:\n  {variant}\n"
     )
+    return params
+
+
+def test_cli_writes_the_model_directory(tiny_root, tmp_path):
+    params = tiny_params(tmp_path, "rain: {model: {fusion: rain}, loss: {num_patches: 8}}")
     out = tmp_path / "models" / "rain"
     args = f"train --params {params} --variant rain --data-root {tiny_root} --out {out}"
     code = main([*args.split(), "--no-progress"])
@@ -137,14 +143,7 @@ def test_cli_writes_the_model_directory(tiny_root, tmp_path):
 def test_seeds_in_parallel_give_the_bytes_of_seeds_in_turn(tiny_root, tmp_path):
     """`--num-seeds 2` writes seed0/ and seed1/, different models, and the same bytes whether
     the seeds train one after the other or in two processes at once."""
-    params = tmp_path / "params.yaml"
-    params.write_text(
-        "profile: mini\n"
-        "profiles:\n  mini:\n"
-        "    model: {base_width: 8, depth: 4, blocks: 1}\n"
-        "    train: {batch_size: 4, epochs: 1, image_size: 32, load_size: 32}\n"
-        "variants:\n  full: {loss: {num_patches: 8}}\n"
-    )
+    params = tiny_params(tmp_path, "full: {loss: {num_patches: 8}}")
     outs = {}
     for jobs in ("1", "2"):
         out = outs[jobs] = tmp_path / f"jobs{jobs}"

@@ -288,3 +288,32 @@ def claim_html(claim: str, verdict: str, detail: str) -> str:
         f'margin: 0.3em 0;"><b>Paper:</b> {e(claim)} <b>Measured: {e(verdict)}</b> '
         f"&mdash; {e(detail)}</div>"
     )
+
+
+# -- figure grids ---------------------------------------------------------------------------------
+def evenly_spread(items: Sequence[Any], count: int) -> list[Any]:
+    """`count` items picked evenly over `items` (first and last included), not by quality."""
+    import numpy as np
+
+    index = np.linspace(0, len(items) - 1, min(count, len(items))).round().astype(int)
+    return [items[i] for i in index]
+
+
+def foreground_box(ax: Any, mask: Any, scale: float = 1.0) -> None:
+    """The mask's bounding box drawn in green on `ax` (an image shown `scale` times its size)."""
+    import numpy as np
+    from matplotlib.patches import Rectangle
+
+    ys, xs = np.nonzero(mask)
+    if not xs.size:
+        return
+    ax.add_patch(
+        Rectangle(
+            (xs.min() * scale - 0.5, ys.min() * scale - 0.5),
+            (xs.max() - xs.min() + 1) * scale,
+            (ys.max() - ys.min() + 1) * scale,
+            fill=False,
+            edgecolor="lime",
+            linewidth=1.5,
+        )
+    )
