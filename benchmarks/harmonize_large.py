@@ -42,7 +42,7 @@ for name in ("yaml", "tqdm"):  # a bare torch environment: single-pair mode need
         stub = types.ModuleType(name)
         stub.tqdm = lambda iterable=None, **kwargs: iterable
         sys.modules[name] = stub
-from regionharmony.apply import main
+from regionharmony.inference.harmonize import main
 code = main(sys.argv[1:])
 import torch
 if torch.cuda.is_available():
@@ -61,7 +61,7 @@ def random_model(profile: str, folder: Path) -> Path:
     except ImportError:  # regionharmony.config imports it; build_config does not use it
         sys.modules["yaml"] = types.ModuleType("yaml")
     from regionharmony.config import build_config
-    from regionharmony.model import build_model
+    from regionharmony.model.harmonizer import build_model
 
     torch.manual_seed(0)
     cfg = build_config(profile)

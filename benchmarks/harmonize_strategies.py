@@ -1,8 +1,8 @@
 """Which way of carrying the network's correction to full resolution works best?
 
-Scores the strategies of `regionharmony.harmonize` (module regionharmony.apply) on a dataset
+Scores the strategies of `regionharmony.harmonize` (regionharmony.inference.harmonize) on a dataset
 split at FULL image size with the Table IV protocol (the blended 8-bit output against the real
-image: MSE, PSNR, fMSE, SSIM, fSSIM; `regionharmony.metrics.image_metrics`), next to the
+image: MSE, PSNR, fMSE, SSIM, fSSIM; `regionharmony.evaluation.metrics.image_metrics`), next to the
 identity composite:
 
     identity        the composite itself
@@ -29,15 +29,15 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from regionharmony.apply import (
+from regionharmony.data import list_samples, load_pair
+from regionharmony.evaluation.metrics import image_metrics
+from regionharmony.inference.engine import load_engine
+from regionharmony.inference.harmonize import (
     carry_color,
     harmonize_arrays,
     run_network,
     working_size,
 )
-from regionharmony.data import list_samples, load_pair
-from regionharmony.inference import load_engine
-from regionharmony.metrics import image_metrics
 
 ROWS = ("identity", "full", "resize", "residual", "color", "color-square")
 

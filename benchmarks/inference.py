@@ -3,7 +3,7 @@
     OMP_NUM_THREADS=2 python benchmarks/inference.py --device cpu --sizes 256 --batch 1 8
     python benchmarks/inference.py --device cuda --sizes 256 1024 2048 --compile
 
-Variants (each a column of what `regionharmony.inference.Engine` can do):
+Variants (each a column of what `regionharmony.inference.engine.Engine` can do):
 
     fp32            the model as trained, eval mode, inference_mode
     fp32+cl         channels_last memory format
@@ -42,8 +42,8 @@ except ImportError:  # a bare torch environment (a GPU machine): the benchmark n
     sys.modules["yaml"] = types.ModuleType("yaml")
 
 from regionharmony.config import build_config  # noqa: E402
-from regionharmony.inference import fold_batchnorm  # noqa: E402
-from regionharmony.model import build_model, count_parameters  # noqa: E402
+from regionharmony.inference.engine import fold_batchnorm  # noqa: E402
+from regionharmony.model.harmonizer import build_model, count_parameters  # noqa: E402
 
 VARIANTS = ("fp32", "fp32+cl", "fold", "fold+cl", "bf16+fold+cl", "jit+fold+cl", "compile+fold+cl")
 

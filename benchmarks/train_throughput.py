@@ -42,7 +42,7 @@ from hcl_reference import reference_hcl  # noqa: E402
 
 from regionharmony.config import build_config  # noqa: E402
 from regionharmony.loss import HarmonizationLoss  # noqa: E402
-from regionharmony.model import build_model  # noqa: E402
+from regionharmony.model.harmonizer import build_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER_TRAIN_PAIRS = 65742

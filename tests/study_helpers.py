@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from regionharmony import user_study
-from regionharmony.votes import load_key, votes_payload
+from regionharmony.study import build as user_study
+from regionharmony.study.votes import load_key, votes_payload
 
 METHODS = ("full", "l1")
 KEYS = ("HCOCO/c1_1_1", "HCOCO/c2_1_1", "HFlickr/f9_1_2")

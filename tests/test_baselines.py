@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from skimage import color
 
-from regionharmony.baselines import (
+from regionharmony.evaluation.baselines import (
     BASELINES,
     baseline_network,
     histogram_baseline,
@@ -77,7 +77,7 @@ def test_bad_masks_are_refused(name):
 def test_baseline_network_is_scored_by_the_evaluator(root, tmp_path):
     """The fixture's composites are the real image with a brightened foreground (+50): moving
     the foreground statistics back to the background's must lower the foreground error."""
-    from regionharmony.evaluate import evaluate_model
+    from regionharmony.evaluation.evaluate import evaluate_model
 
     scores = {}
     for name in (None, "reinhard", "histogram"):

@@ -12,7 +12,7 @@ from torch import nn
 
 from regionharmony.cli import main as cli_main
 from regionharmony.data import SUBSETS, DataError
-from regionharmony.evaluate import COLUMNS, evaluate_model
+from regionharmony.evaluation.evaluate import COLUMNS, evaluate_model
 
 
 def main(argv: list[str]) -> int:

@@ -10,7 +10,7 @@ from PIL import Image
 
 from regionharmony.cli import main as cli_main
 from regionharmony.config import build_config
-from regionharmony.model import build_model
+from regionharmony.model.harmonizer import build_model
 
 
 def main(argv: list[str]) -> int:

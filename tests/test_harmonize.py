@@ -12,12 +12,23 @@ import pytest
 import torch
 from PIL import Image
 
-from regionharmony.apply import carry_color, fit_color_transform, harmonize, main, working_size
 from regionharmony.config import build_config
 from regionharmony.errors import HarmonizeError
-from regionharmony.inference import Engine, fold_batchnorm, load_engine
-from regionharmony.model import build_model
-from regionharmony.user_images import MASK_THRESHOLD, load_composite, load_mask, save_image
+from regionharmony.inference.engine import Engine, fold_batchnorm, load_engine
+from regionharmony.inference.harmonize import (
+    carry_color,
+    fit_color_transform,
+    harmonize,
+    main,
+    working_size,
+)
+from regionharmony.inference.user_images import (
+    MASK_THRESHOLD,
+    load_composite,
+    load_mask,
+    save_image,
+)
+from regionharmony.model.harmonizer import build_model
 
 TRAIN_SIZE = 32
 
@@ -359,16 +370,16 @@ def test_folder_mode_realhm_suffixes(tmp_path, model_dir):
 def test_package_import_stays_light():
     code = (
         "import sys, regionharmony; assert 'torch' not in sys.modules; "
-        "import regionharmony.apply; "  # the submodule must not shadow the function
+        "import regionharmony.inference.harmonize; "  # the submodule must not shadow the function
         "print(regionharmony.harmonize.__module__, regionharmony.harmonize.__name__)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["regionharmony.apply", "harmonize"]
+    assert result.stdout.split() == ["regionharmony.inference.harmonize", "harmonize"]
 
 
 def test_precision_auto_follows_native_bf16_support():
-    from regionharmony.inference import cpu_has_native_bf16, resolve_precision
+    from regionharmony.inference.engine import cpu_has_native_bf16, resolve_precision
 
     cpu = torch.device("cpu")
     assert resolve_precision("auto", cpu) == ("bf16" if cpu_has_native_bf16() else "fp32")
@@ -378,7 +389,7 @@ def test_precision_auto_follows_native_bf16_support():
 
 
 def test_empty_pairing_options_mean_not_used():
-    from regionharmony.apply import optional_path
+    from regionharmony.inference.harmonize import optional_path
 
     assert optional_path("") is None and optional_path("a/b") == Path("a/b")
 
@@ -386,7 +397,7 @@ def test_empty_pairing_options_mean_not_used():
 def test_recursive_accepts_a_bare_flag_or_a_boolean():
     import argparse
 
-    from regionharmony.apply import add_arguments
+    from regionharmony.inference.harmonize import add_arguments
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)

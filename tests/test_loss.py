@@ -9,14 +9,10 @@ from hcl_toy import DRIFT_STEPS, INTENT_SHIFT, INTENT_STEPS, optimise
 
 from regionharmony.config import LossConfig
 from regionharmony.loss import (
-    _BG_STREAM,
-    _FG_STREAM,
     HCL_QUERIES,
     PATCH_SOURCES,
     HarmonizationLoss,
     PatchProjection,
-    _hash32,
-    _mul32,
     crop_patches,
     gather_patches,
     info_nce,
@@ -25,6 +21,7 @@ from regionharmony.loss import (
     region_locations,
     sample_cells,
 )
+from regionharmony.loss.patches import _BG_STREAM, _FG_STREAM, _hash32, _mul32
 
 STATIONARY = ("bg_query", "truth_gated")  # the truth is a stationary point of L_all
 DRIFTING = ("shared", "detached_keys", "pull")

@@ -8,7 +8,7 @@ import pytest
 from scipy.ndimage import gaussian_filter
 from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
 
-from regionharmony.metrics import (
+from regionharmony.evaluation.metrics import (
     aggregate,
     fg_bin,
     fmse,

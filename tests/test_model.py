@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from regionharmony.config import build_config
-from regionharmony.fusion import FUSION_BLOCKS, StyleFusion, make_fusion
-from regionharmony.layers import masked_mean_std
 from regionharmony.loss import HarmonizationLoss
-from regionharmony.model import blend, build_model, count_parameters
+from regionharmony.model.fusion import FUSION_BLOCKS, StyleFusion, make_fusion
+from regionharmony.model.harmonizer import blend, build_model, count_parameters
+from regionharmony.model.layers import masked_mean_std
 
 
 def trained_like(cfg):

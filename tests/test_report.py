@@ -23,12 +23,13 @@ import yaml
 from nbformat.v4 import new_code_cell, new_notebook
 from PIL import Image
 
-from regionharmony import notebook, report
 from regionharmony.cli import main as cli_main
 from regionharmony.config import build_config, load_params
 from regionharmony.data.layout import MINI_MANIFEST as MANIFEST
-from regionharmony.metrics import seed_summary
-from regionharmony.model import build_model
+from regionharmony.evaluation.metrics import seed_summary
+from regionharmony.model.harmonizer import build_model
+from regionharmony.report import notebook
+from regionharmony.report import render as report
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"

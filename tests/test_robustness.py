@@ -258,7 +258,7 @@ def truncate(path: Path) -> None:
 
 
 def other_architecture(path: Path) -> None:
-    from regionharmony.model import build_model
+    from regionharmony.model.harmonizer import build_model
 
     atomic_save(build_model(build_config("mini", {"model": {"base_width": 16}})).state_dict(), path)
 

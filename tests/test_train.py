@@ -218,8 +218,8 @@ def test_full_variant_beats_the_identity_baseline_on_the_embedded_default(tmp_pa
     """The mini profile's budget from params.yaml on the default embedded dataset: the full
     method removes at least half of the input composite's fMSE and 30 % of its MSE on the test
     split, in every foreground-ratio bin (issue 13; measured over seeds 0-2: 54-64 %)."""
-    from regionharmony.evaluate import evaluate_model
-    from regionharmony.model import load_checkpoint
+    from regionharmony.evaluation.evaluate import evaluate_model
+    from regionharmony.model.harmonizer import load_checkpoint
 
     params = load_params(ROOT / "params.yaml")
     root = tmp_path / "mini"

@@ -11,9 +11,9 @@ import pytest
 from PIL import Image, PngImagePlugin
 from study_helpers import KEYS, METHODS, cli, write_inputs
 
-from regionharmony import user_study
-from regionharmony.user_study import StudyError, build_study
-from regionharmony.votes import fnv1a32, load_key, mulberry32, shuffled
+from regionharmony.study import build as user_study
+from regionharmony.study.build import StudyError, build_study
+from regionharmony.study.votes import fnv1a32, load_key, mulberry32, shuffled
 
 
 @pytest.fixture

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from study_helpers import write_inputs
 
-from regionharmony.user_study import build_study
-from regionharmony.votes import group_seed, load_key, load_votes, votes_payload
+from regionharmony.study.build import build_study
+from regionharmony.study.votes import group_seed, load_key, load_votes, votes_payload
 
 CHROMIUM = Path(os.environ.get("RH_CHROMIUM", "/usr/bin/chromium"))
 CHROMEDRIVER = Path(os.environ.get("RH_CHROMEDRIVER", "/usr/bin/chromedriver"))
@@ -231,7 +231,7 @@ def test_no_method_name_appears_in_the_page(browser, study):
 
 
 def test_the_page_shuffles_exactly_like_python(browser, study):
-    from regionharmony.votes import fnv1a32, shuffled
+    from regionharmony.study.votes import fnv1a32, shuffled
 
     browser.get(study.joinpath("index.html").as_uri())
     items = [f"o{i:02d}" for i in range(7)]

@@ -9,7 +9,7 @@ import pytest
 from study_helpers import CHOICES, GROUPS, write_inputs, write_votes
 
 from regionharmony.cli import main as cli_main
-from regionharmony.user_study import build_study
+from regionharmony.study.build import build_study
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "table5_user_study.ipynb"

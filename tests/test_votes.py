@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from study_helpers import CHOICES, GROUPS, cli, write_inputs, write_votes
 
-from regionharmony.preference import luce_mm, preferred_over, tally
-from regionharmony.user_study import build_study
-from regionharmony.votes import load_key, load_votes
+from regionharmony.study.build import build_study
+from regionharmony.study.preference import luce_mm, preferred_over, tally
+from regionharmony.study.votes import load_key, load_votes
 
 
 @pytest.fixture
@@ -168,7 +168,7 @@ def test_a_second_file_of_a_participant_is_rejected_naming_the_first(study, tmp_
 
 
 def test_per_participant_and_per_subset_tables(study, tmp_path):
-    from regionharmony.preference import per_participant, per_subset
+    from regionharmony.study.preference import per_participant, per_subset
 
     write_votes(tmp_path / "votes", study, CHOICES)
     result = tally(tmp_path / "votes", study, n_boot=50)

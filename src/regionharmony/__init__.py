@@ -1,7 +1,8 @@
 """Image harmonization with region-wise contrastive learning.
 
 ``regionharmony.harmonize(composite, mask, model)`` harmonises one composite at its full
-resolution (see `regionharmony.apply`). It is loaded on first use, so ``import regionharmony``
+resolution (see `regionharmony.inference.harmonize`). It is loaded on first use, so
+``import regionharmony``
 stays light (no torch).
 """
 
@@ -19,7 +20,7 @@ __all__ = ["harmonize"]
 
 def __getattr__(name: str) -> Any:
     if name == "harmonize":
-        from regionharmony.apply import harmonize
+        from regionharmony.inference.harmonize import harmonize
 
         return harmonize
     raise AttributeError(f"module 'regionharmony' has no attribute {name!r}")

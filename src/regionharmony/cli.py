@@ -22,11 +22,11 @@ COMMANDS: dict[str, str] = {
     "check-data": "regionharmony.data.check",
     "prepare": "regionharmony.data.prepare",
     "train": "regionharmony.train",
-    "evaluate": "regionharmony.evaluate",
-    "features": "regionharmony.features",
-    "harmonize": "regionharmony.apply",
-    "report": "regionharmony.report",
-    "user-study": "regionharmony.user_study",
+    "evaluate": "regionharmony.evaluation.evaluate",
+    "features": "regionharmony.evaluation.features",
+    "harmonize": "regionharmony.inference.harmonize",
+    "report": "regionharmony.report.render",
+    "user-study": "regionharmony.study.build",
 }
 
 

@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from regionharmony.loss import HarmonizationLoss
-    from regionharmony.model import build_model, count_parameters, forward_gflops
+    from regionharmony.model.harmonizer import build_model, count_parameters, forward_gflops
 
     cfg = config_from_args(args)
     model = build_model(cfg)

@@ -22,10 +22,10 @@ from regionharmony.config import Config
 from regionharmony.data.check import require_valid_root
 from regionharmony.data.dataset import HarmonyDataset
 from regionharmony.errors import DataError
-from regionharmony.evaluate import score_batch
+from regionharmony.evaluation.evaluate import score_batch
 from regionharmony.io import atomic_save, atomic_write_text, code_version
 from regionharmony.loss import HarmonizationLoss
-from regionharmony.model import build_model, count_parameters, forward_gflops
+from regionharmony.model.harmonizer import build_model, count_parameters, forward_gflops
 from regionharmony.runtime import autocast, on_for, resolve_device, uses_bf16
 from regionharmony.train.checkpoint import CheckpointStore, run_fingerprint
 from regionharmony.train.distributed import init_distributed, local_rank

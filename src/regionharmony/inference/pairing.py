@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from regionharmony.errors import HarmonizeError
-from regionharmony.user_images import IMAGE_SUFFIXES
+from regionharmony.inference.user_images import IMAGE_SUFFIXES
 
 
 @dataclass(frozen=True)

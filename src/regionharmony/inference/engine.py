@@ -24,10 +24,8 @@ from typing import Literal
 
 import torch
 from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from regionharmony.attention import LearningBlock
-from regionharmony.blocks import DecoderLevel, ResidualStack
+from regionharmony.model.fold import fold_batchnorm
 
 Precision = Literal["auto", "fp32", "bf16"]
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
@@ -71,38 +69,6 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if device.type == "cuda":
         return "bf16" if torch.cuda.get_device_capability(device)[0] >= 8 else "fp32"
     return "bf16" if cpu_has_native_bf16() else "fp32"
-
-
-def _fold_pairs(module: nn.Module) -> list[tuple[nn.Module, str, nn.Module, str, bool]]:
-    """(conv owner, conv attribute, norm owner, norm attribute, transposed) for every
-    convolution that a BatchNorm directly follows in this package's blocks."""
-    pairs = []
-    for sub in module.modules():
-        if isinstance(sub, ResidualStack):
-            pairs.append((sub, "conv_in", sub, "norm_in", False))
-            for i in range(len(sub.convs)):
-                pairs.append((sub.convs, str(i), sub.norms, str(i), False))
-        elif isinstance(sub, DecoderLevel):
-            pairs.append((sub, "up", sub, "norm_up", True))
-        elif isinstance(sub, LearningBlock):
-            layers = sub.body
-            for i in range(len(layers) - 1):
-                if isinstance(layers[i], nn.Conv2d):
-                    pairs.append((layers, str(i), layers, str(i + 1), False))
-    return pairs
-
-
-def fold_batchnorm(model: nn.Module) -> nn.Module:
-    """A copy of `model` (in eval mode) with every BatchNorm2d folded into the convolution
-    before it and replaced by nn.Identity. Other norms (instance norm) are left alone."""
-    model = copy.deepcopy(model).eval()
-    for conv_owner, conv_name, norm_owner, norm_name, transposed in _fold_pairs(model):
-        conv, norm = getattr(conv_owner, conv_name), getattr(norm_owner, norm_name)
-        if not isinstance(norm, nn.BatchNorm2d) or not norm.track_running_stats:
-            continue
-        setattr(conv_owner, conv_name, fuse_conv_bn_eval(conv, norm, transpose=transposed))
-        setattr(norm_owner, norm_name, nn.Identity())
-    return model
 
 
 class Engine:
@@ -159,7 +125,7 @@ def load_engine(
     """
     import json
 
-    from regionharmony.model import load_checkpoint
+    from regionharmony.model.harmonizer import load_checkpoint
 
     path = Path(path)
     network = load_checkpoint(path, map_location="cpu")

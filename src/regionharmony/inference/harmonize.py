@@ -29,7 +29,8 @@ Table IV protocol at full image size); see README.
 Output: always ``H * M + I' * (1 - M)`` with the full-resolution binary mask, quantised to 8
 bits: outside the mask the output equals the (converted) composite bit for bit.
 
-Inputs as people have them (`regionharmony.user_images`): a path, a PIL image or a numpy array.
+Inputs as people have them (`regionharmony.inference.user_images`): a path, a PIL image or a
+numpy array.
 EXIF orientation is applied; palette, grayscale, 16-bit, RGBA/LA (alpha dropped) and CMYK
 images are converted to 8-bit RGB. A mask is any single-channel or RGB(A) image; a pixel is
 foreground when its 8-bit grayscale value (ITU-R 601 luma, PIL's "L") is above
@@ -50,8 +51,13 @@ import numpy as np
 from PIL import Image
 
 from regionharmony.errors import HarmonizeError
-from regionharmony.pairing import Pair, pairs_by_mask_dir, pairs_by_suffix, pairs_from_list
-from regionharmony.user_images import (
+from regionharmony.inference.pairing import (
+    Pair,
+    pairs_by_mask_dir,
+    pairs_by_suffix,
+    pairs_from_list,
+)
+from regionharmony.inference.user_images import (
     OUTPUT_FORMATS,
     ImageSource,
     check_pair,
@@ -66,7 +72,7 @@ from regionharmony.user_images import (
 if TYPE_CHECKING:
     import torch
 
-    from regionharmony.inference import Engine
+    from regionharmony.inference.engine import Engine
 
 STRATEGIES: tuple[str, ...] = ("color", "residual", "full")
 DEFAULT_STRATEGY = "color"
@@ -196,7 +202,7 @@ def as_engine(model: Any, device: str = "auto", precision: str = "auto") -> Engi
     256, the paper's) or an Engine (returned as is)."""
     from torch import nn
 
-    from regionharmony.inference import Engine, load_engine
+    from regionharmony.inference.engine import Engine, load_engine
 
     if isinstance(model, Engine):
         return model

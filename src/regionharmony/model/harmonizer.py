@@ -22,10 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from regionharmony.blocks import DecoderLevel, ResidualStack
 from regionharmony.config import Config, ModelConfig, config_from_dict
 from regionharmony.errors import CheckpointError
-from regionharmony.fusion import make_fusion
+from regionharmony.model.blocks import DecoderLevel, ResidualStack
+from regionharmony.model.fusion import make_fusion
 
 
 class Harmonizer(nn.Module):

@@ -33,7 +33,7 @@ title in which a method name appears as a word.
 The page works from `file://` (open OUT/index.html) and from any static server
 (`python -m http.server -d OUT`). Give participants OUT alone (copy it, or serve OUT, not its
 parent): the key beside it names every image's method. See templates/user_study.html,
-regionharmony.votes and regionharmony.preference.
+regionharmony.study.votes and regionharmony.study.preference.
 """
 
 from __future__ import annotations
@@ -53,8 +53,8 @@ from PIL import Image, UnidentifiedImageError
 
 from regionharmony.errors import UserError
 from regionharmony.io import atomic_directory, atomic_write_text, code_version
-from regionharmony.preference import tally
-from regionharmony.votes import FORMAT_VERSION, KEY_FORMAT, VotesError
+from regionharmony.study.preference import tally
+from regionharmony.study.votes import FORMAT_VERSION, KEY_FORMAT, VotesError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 METHOD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -224,7 +224,7 @@ def render_page(study_id: str, title: str, planned: list[dict[str, Any]]) -> str
         "groups": [{"id": g["id"], "options": [o["id"] for o in g["options"]]} for g in planned],
     }
     data = json.dumps(manifest, separators=(",", ":")).replace("</", "<\\/")
-    template = resources.files("regionharmony").joinpath("templates/user_study.html")
+    template = resources.files("regionharmony.study").joinpath("templates/user_study.html")
     page = template.read_text(encoding="utf-8")
     return page.replace("__TITLE__", html.escape(title)).replace("__STUDY_DATA__", data)
 

@@ -23,7 +23,6 @@ import json
 import logging
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
@@ -31,61 +30,27 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from regionharmony.baselines import baseline_network
 from regionharmony.data.check import require_valid_root
 from regionharmony.data.dataset import HarmonyDataset
 from regionharmony.data.layout import SUBSETS
 from regionharmony.errors import DataError
-from regionharmony.io import atomic_directory, atomic_write_text
-from regionharmony.metrics import (
+from regionharmony.evaluation.baselines import baseline_network
+from regionharmony.evaluation.metrics import (
     PSNR_RANGES,
     SSIM_MODES,
     aggregate,
     headline,
-    image_metrics,
     seed_summary,
 )
-from regionharmony.model import blend
+from regionharmony.evaluation.protocol import DEFAULT_SSIM_MODE, score_batch
+from regionharmony.io import atomic_directory, atomic_write_text
 from regionharmony.options import add_data_root, add_device, add_progress, add_split, add_subsets
 from regionharmony.runtime import resolve_device
 
-log = logging.getLogger("regionharmony.evaluate")
+log = logging.getLogger("regionharmony.evaluation.evaluate")
 
 COLUMNS = ["subset", "name", "fg_ratio", "mse", "psnr", "fmse", "ssim", "fssim"]
 MAX_NAMED = 10  # how many images the no-background warning names
-DEFAULT_SSIM_MODE = "iih"  # comparable with the paper's Table III, copied from IIH
-
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """(B, 3, H, W) in [0, 1] -> uint8 (B, H, W, 3), rounded as an 8-bit image file stores it."""
-    scaled = images.detach().float().clamp(0, 1).mul(255).round()
-    return scaled.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-
-
-def score_batch(
-    raw: torch.Tensor | None,
-    composite: torch.Tensor,
-    mask: torch.Tensor,
-    real: torch.Tensor,
-    *,
-    psnr_range: str = "official",
-    ssim_mode: str | None = DEFAULT_SSIM_MODE,
-) -> tuple[np.ndarray, list[dict[str, float]]]:
-    """The evaluation protocol on one batch: blend, clip, round to 8 bits, score each image.
-
-    `raw` is the network's output H (None: the identity baseline, prediction = composite);
-    tensors are (B, C, H, W) in [0, 1], the mask in {0, 1}. Returns the 8-bit predictions
-    (B, H, W, 3) and one `metrics.image_metrics` dict per image (no SSIM when `ssim_mode` is
-    None, which per-epoch validation uses).
-    """
-    prediction = composite if raw is None else blend(raw, composite, mask)
-    preds, reals = to_uint8(prediction), to_uint8(real)
-    masks = mask[:, 0].detach().cpu().numpy() > 0.5
-    scores = [
-        image_metrics(p.astype(np.float64), r.astype(np.float64), m, psnr_range, ssim_mode)
-        for p, r, m in zip(preds, reals, masks, strict=True)
-    ]
-    return preds, scores
 
 
 def no_background_note(names: list[str], size: int, with_model: bool) -> dict:
@@ -308,7 +273,7 @@ def seed_dirs(checkpoint: Path) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from regionharmony.model import load_checkpoint
+    from regionharmony.model.harmonizer import load_checkpoint
 
     settings = dict(
         split=args.split,

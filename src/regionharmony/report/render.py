@@ -15,7 +15,8 @@ outputs, embedded as data URIs: the HTML is self-contained (only MathJax would c
 Parameters: `-p KEY VALUE` parses VALUE as YAML (`-p count 3`, `-p variants "[l1, full]"`),
 `-r KEY VALUE` keeps it a string; -r wins over -p. A name that the notebook's `parameters` cell
 does not define is refused. Numbers that live in params.yaml (the variants of a table, the
-evaluation sizes) are read by the notebooks themselves through `regionharmony.notebook.params`.
+evaluation sizes) are read by the notebooks themselves through
+`regionharmony.report.notebook.params`.
 
 Determinism: papermill records start/end times and durations, nbclient records execution
 timestamps, and nbformat gives an injected cell a random id. `normalise` strips the times, keeps
@@ -30,7 +31,7 @@ written at `--out` or `--executed-out` (every file is written to a temporary nam
 The kernel: `python3` must run this interpreter (the venv), or the notebooks would see other
 packages; `check_kernel` verifies it before executing and says how to fix it if not.
 
-The helpers the notebooks import live in `regionharmony.notebook`.
+The helpers the notebooks import live in `regionharmony.report.notebook`.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ import yaml
 
 from regionharmony.errors import UserError
 from regionharmony.io import atomic_write_text, code_version
-from regionharmony.notebook import dataset_description
+from regionharmony.report.notebook import dataset_description
 
 KERNEL_ENV = {
     "MPLBACKEND": "module://matplotlib_inline.backend_inline",

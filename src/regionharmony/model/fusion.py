@@ -3,7 +3,7 @@
 Every block maps a decoder feature D_i, the encoder feature E_i of the same resolution and the
 full-resolution foreground mask M to the augmented feature D^_i. The mask is resized to the
 feature size by nearest neighbour (M_i). Masked statistics follow RAIN (Ling et al., CVPR 2021):
-`regionharmony.layers.masked_mean_std`, which falls back to mean 0, std 1 over an empty region
+`regionharmony.model.layers.masked_mean_std`, which falls back to mean 0, std 1 over an empty region
 (an all-foreground image has no background).
 
 Learned affines use the (1 + gamma) * x + beta convention with gamma = beta = 0 at start, so a
@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from regionharmony.layers import downsample_mask, masked_mean_std
+from regionharmony.model.layers import downsample_mask, masked_mean_std
 
 
 class Affine(nn.Module):

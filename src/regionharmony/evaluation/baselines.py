@@ -19,7 +19,7 @@ every background pixel unchanged. An empty mask or one covering the whole image 
 (there is nothing to change, or nothing to match to).
 
 `baseline_network(name)` wraps one as a module with the generator's call signature, so that
-`regionharmony.evaluate.evaluate_model` scores it with the same protocol as a model.
+`regionharmony.evaluation.evaluate.evaluate_model` scores it with the same protocol as a model.
 """
 
 from __future__ import annotations

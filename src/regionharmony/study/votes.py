@@ -1,7 +1,7 @@
 """Votes of the blind user study (Table V): the page's seeded shuffles, and loading and
 validating votes files.
 
-A study built by `regionharmony user-study build` has two halves (see `regionharmony.user_study`):
+A study built by `regionharmony user-study build` has two halves (see `regionharmony.study.build`):
 the participant folder (page + images, opaque ids only) and the key file, kept outside it, that
 maps every opaque option id to its method. A votes file is what the page's export button
 downloads for one participant::
@@ -25,7 +25,7 @@ group's place in it, with the same string hash (FNV-1a, 32 bit, over UTF-8) and 
 Duplicates: a second file of a participant already seen (files taken in name order) is rejected,
 naming the first one.
 
-The statistics of the tally are in `regionharmony.preference`.
+The statistics of the tally are in `regionharmony.study.preference`.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from regionharmony.layers import downsample_mask, make_norm
+from regionharmony.model.layers import downsample_mask, make_norm
 
 
 class ChannelGate(nn.Module):

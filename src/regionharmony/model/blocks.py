@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from regionharmony.attention import S2AM
-from regionharmony.layers import make_norm
+from regionharmony.model.attention import S2AM
+from regionharmony.model.layers import make_norm
 
 
 class ResidualStack(nn.Module):

@@ -1,5 +1,5 @@
 """The tally of the blind user study (Table V): votes, preference, intervals, strengths and
-agreement, from the votes files `regionharmony.votes` loads and validates.
+agreement, from the votes files `regionharmony.study.votes` loads and validates.
 
 Statistics (all over answered votes; M candidates per group, the composite among them):
 
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from regionharmony.votes import LoadedVotes, StudyKey, Vote, load_key, load_votes
+from regionharmony.study.votes import LoadedVotes, StudyKey, Vote, load_key, load_votes
 
 
 def choices_frame(votes: Iterable[Vote]) -> pd.DataFrame:

@@ -49,8 +49,8 @@ from regionharmony.data.dataset import load_eval_pair
 from regionharmony.data.layout import Sample, list_samples
 from regionharmony.errors import DataError, UserError
 from regionharmony.io import atomic_write
-from regionharmony.layers import downsample_mask
-from regionharmony.model import Harmonizer, load_checkpoint
+from regionharmony.model.harmonizer import Harmonizer, load_checkpoint
+from regionharmony.model.layers import downsample_mask
 from regionharmony.options import add_data_root, add_split, add_subsets
 
 FP16_MAX = float(np.finfo(np.float16).max)
