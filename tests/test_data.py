@@ -1,4 +1,4 @@
-"""iHarmony4 reader, transforms, check-data, require_valid_root and prepare (DESIGN.md §3-4)."""
+"""iHarmony4 reader, transforms, check-data, require_valid_root, prepare (docs/design.md 3-4)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """One typed configuration object for the model, the losses and training, and the one merge
 that builds it.
 
-The dataclass defaults are the paper's recipe (Sec. IV-A, DESIGN.md sections 1, 2 and 5). Every
+The dataclass defaults are the paper's recipe (Sec. IV-A, docs/design.md sections 1, 2 and 5). Every
 other number lives in params.yaml: `profile` names a profile, `profiles.<name>` overrides the
 defaults for it (`paper` is the defaults, nearly untouched; `mini` is the laptop-CPU profile), a
 *variant* (`variants.<name>`: a row of Table VI / VII or a curve of Fig. 8/9) is one more layer,
@@ -30,7 +30,7 @@ FUSIONS = ("style", "adain", "rain", "none")
 
 @dataclass
 class ModelConfig:
-    """Residual UNet + S2AM + external style fusion (DESIGN.md section 1)."""
+    """Residual UNet + S2AM + external style fusion (docs/design.md section 1)."""
 
     in_channels: int = 4  # composite RGB + foreground mask
     base_width: int = 32  # widths base * 2**level: 32-64-128-256-512
@@ -43,7 +43,7 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    """Eq. 13 weights and the L_HCL sampling (Sec. III-B, DESIGN.md section 2)."""
+    """Eq. 13 weights and the L_HCL sampling (Sec. III-B, docs/design.md section 2)."""
 
     lambda_l1: float = 0.4
     lambda_pixel: float = 0.5
@@ -63,7 +63,7 @@ class LossConfig:
 
 @dataclass
 class TrainConfig:
-    """Optimiser, schedule and bookkeeping (DESIGN.md section 5)."""
+    """Optimiser, schedule and bookkeeping (docs/design.md section 5)."""
 
     image_size: int = 256  # training crop side
     crop: str = "resized"  # resized (BargainNet's random-resized crop) | resize_then_crop

@@ -60,7 +60,7 @@ class Trainer:
         self.channels_last = on_for(self.device, self.tc.channels_last)
         self.sync_every = self.tc.sync_every or (25 if cuda else 1)
         self.model, self.criterion = self.build_networks()
-        # the head's parameters are in the optimiser from step 0 (DESIGN.md section 2)
+        # the head's parameters are in the optimiser from step 0 (docs/design.md section 2)
         params = list(self.model.parameters()) + list(self.criterion.parameters())
         self.optimizer = torch.optim.AdamW(
             params, lr=self.tc.lr, weight_decay=self.tc.weight_decay, fused=cuda
