@@ -7,16 +7,21 @@ from contextlib import AbstractContextManager, nullcontext
 
 import torch
 
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+
 
 def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     """ "auto" is the GPU of this process (`local_rank` under torchrun) when CUDA is present,
-    else the CPU. Selecting a CUDA device also makes it the current one."""
+    else the CPU. Selecting a CUDA device also makes it the current one. The one place the
+    training, the evaluator and the inference engine decide their device."""
+    from regionharmony.errors import ConfigError
+
+    if name not in DEVICES:
+        raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {name!r}")
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
         if not torch.cuda.is_available():
-            from regionharmony.errors import ConfigError
-
             raise ConfigError("device 'cuda' asked for, but torch sees no CUDA device")
         torch.cuda.set_device(local_rank)
         return torch.device("cuda", local_rank)

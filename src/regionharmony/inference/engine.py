@@ -26,10 +26,10 @@ import torch
 from torch import nn
 
 from regionharmony.model.fold import fold_batchnorm
+from regionharmony.runtime import resolve_device
 
 Precision = Literal["auto", "fp32", "bf16"]
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
-DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 
 
 def cpu_has_native_bf16() -> bool:
@@ -47,17 +47,6 @@ def cpu_has_native_bf16() -> bool:
     except OSError:
         return False
     return "amx_bf16" in flags or "avx512_bf16" in flags
-
-
-def resolve_device(name: str) -> torch.device:
-    """ "auto": the GPU when one is present, else the CPU."""
-    if name not in DEVICES:
-        raise ValueError(f"device must be one of {DEVICES}, got {name!r}")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' asked for, but torch sees no CUDA GPU")
-    return torch.device(name)
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

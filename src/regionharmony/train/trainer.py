@@ -22,7 +22,7 @@ from regionharmony.config import Config
 from regionharmony.data.check import require_valid_root
 from regionharmony.data.dataset import HarmonyDataset
 from regionharmony.errors import DataError
-from regionharmony.evaluation.evaluate import score_batch
+from regionharmony.evaluation.protocol import score_batch
 from regionharmony.io import atomic_save, atomic_write_text, code_version
 from regionharmony.loss import HarmonizationLoss
 from regionharmony.model.harmonizer import build_model, count_parameters, forward_gflops
