@@ -29,13 +29,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from hcl_reference import reference_hcl  # noqa: E402
 
 from regionharmony.loss import (  # noqa: E402
-    _FG_STREAM,
     HCL_QUERIES,
     PatchProjection,
     region_contrastive_loss,
     region_locations,
     sample_cells,
 )
+from regionharmony.loss.patches import _FG_STREAM  # noqa: E402
 
 
 def synthetic_batch(batch: int, size: int, device: torch.device):
@@ -128,7 +128,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--size", type=int, nargs="+", default=[256, 64])
     parser.add_argument(
-        "--query", nargs="+", default=["shared", "truth_gated"], choices=HCL_QUERIES
+        "--query", nargs="+", default=["paper", "truth_gated"], choices=HCL_QUERIES
     )
     parser.add_argument("--compile", action="store_true", help="also time the compiled loss")
     parser.add_argument("--check", action="store_true", help="CUDA: no host sync; CPU = CUDA cells")

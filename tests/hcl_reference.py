@@ -48,7 +48,7 @@ def reference_hcl(
     patch_size: int = 8,
     stride: int = 4,
     temperature: float = 0.07,
-    query: str = "shared",
+    query: str = "paper",
     patch_source: str = "image",
     cells: tuple[torch.Tensor, torch.Tensor] | None = None,
     seeds: list[int] | None = None,
@@ -96,7 +96,7 @@ def reference_hcl(
         else:
             negatives = projection(x)
             frozen = projection(x.detach()) if query in ("detached_keys", "pull") else None
-            if query == "shared":
+            if query in ("paper", "shared"):
                 loss = row_loss(negatives, negatives, negatives)
             elif query == "detached_keys":
                 loss = row_loss(negatives, negatives, frozen)

@@ -72,7 +72,7 @@ def optimise(
     real, mask = toy_image(seed)
     direction = torch.tensor(FG_COLOUR) - torch.tensor(BG_COLOUR)
     start = real + mask * (shift * direction / direction.norm())[:, None, None]
-    cfg = LossConfig(hcl_query=query or "shared", lambda_hcl=0.1 if query else 0.0)
+    cfg = LossConfig(hcl_query=query or "paper", lambda_hcl=0.1 if query else 0.0)
     torch.manual_seed(seed)
     criterion = HarmonizationLoss(cfg)
     free = torch.nn.Parameter(start.clone())

@@ -84,7 +84,7 @@ def downstream_of_param(graph: nx.DiGraph, key: str) -> set[str]:
     ("variant", "reports"),
     [
         ("fusion_rain", {"report_fusion_curves"}),
-        ("hcl_shared", {"report_loss_reading"}),
+        ("hcl_truth_gated", {"report_loss_reading"}),
         ("k512", {"report_table7"}),
         (
             "l1",

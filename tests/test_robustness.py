@@ -201,6 +201,21 @@ BAD_PARAMS = {
         ["with --set", "train.epochs must be at least 1, got 0"],
     ),
     "missing_file": (None, [], ["parameters file not found"]),
+    "hcl_query_typo": (
+        "profile: paper\n",
+        ["--set", "loss.hcl_query=papr"],
+        ["loss.hcl_query must be one of paper, truth_gated", "got 'papr'"],
+    ),
+    "patch_source_typo": (
+        "profile: paper\n",
+        ["--set", "loss.patch_source=pixels"],
+        ["loss.patch_source must be one of image, sampling_map", "got 'pixels'"],
+    ),
+    "image_size_zero": (
+        "profile: paper\n",
+        ["--set", "train.image_size=0"],
+        ["train.image_size must be at least 1, got 0"],
+    ),
 }
 
 

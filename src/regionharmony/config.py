@@ -26,6 +26,25 @@ import yaml
 from regionharmony.errors import ConfigError
 
 FUSIONS = ("style", "adain", "rain", "none")
+# How Eq. 10-11's undefined queries v^fg, v^bg are read (loss.hcl.region_contrastive_loss
+# derives each): "paper" is the reproduction's default, the others this repository's variations.
+HCL_QUERIES = ("paper", "truth_gated", "detached_keys", "pull", "bg_query")
+# earlier names still accepted: "shared" was "paper"'s name before it became the default
+HCL_QUERY_ALIASES = {"shared": "paper"}
+# what each reading is, in one sentence (the reports print it beside the numbers)
+HCL_READINGS = {
+    "paper": "the paper's reading (CUT-style InfoNCE [39]): query the harmonised-foreground patch "
+    "N_i, positive its ground-truth-background partner P_i, negatives the other N_k",
+    "truth_gated": "this repository's extension, not the paper's loss: the same loss value, but "
+    "the generator gets only the pull of N_i toward P_i, no negative's gradient, and only where "
+    "the output's patch is farther from P_i than the ground-truth foreground patch T_i (a sample "
+    "set the paper does not draw); the truth is a minimiser",
+    "detached_keys": "a variation: the paper's reading with stop-gradient keys N_k",
+    "pull": "a variation: the paper's reading with the whole denominator stop-gradient",
+    "bg_query": "a variation: the background patch P_i as the query of the negatives",
+}
+# Where phi of Eq. 8-9 crops its 8x8 patches; see loss.hcl.region_contrastive_loss.
+PATCH_SOURCES = ("image", "sampling_map")
 
 
 @dataclass
@@ -54,9 +73,9 @@ class LossConfig:
     temperature: float = 0.07  # tau
     mlp_hidden: int = 256
     mlp_out: int = 256
-    # reading of Eq. 10-11's queries: shared | detached_keys | pull | bg_query | truth_gated
-    # (loss.region_contrastive_loss derives each; truth_gated keeps the truth a minimiser)
-    hcl_query: str = "truth_gated"
+    # reading of Eq. 10-11's queries (HCL_QUERIES; loss.hcl.region_contrastive_loss derives
+    # each): paper (CUT-style, the default) | truth_gated (this repository's extension) | ...
+    hcl_query: str = "paper"
     # where phi of Eq. 8-9 crops: image (full resolution, Eq. 8) | sampling_map (the text's S^fg)
     patch_source: str = "image"
 
@@ -203,6 +222,19 @@ def validate(cfg: Config, source: str = "config") -> Config:
         f"{source}: train.val_split must be train or test, got {t.val_split!r}",
     )
     _require(loss.num_patches >= 1, f"{source}: loss.num_patches (K) must be at least 1")
+    loss.hcl_query = HCL_QUERY_ALIASES.get(loss.hcl_query, loss.hcl_query)
+    _require(
+        loss.hcl_query in HCL_QUERIES,
+        f"{source}: loss.hcl_query must be one of {', '.join(HCL_QUERIES)}, got {loss.hcl_query!r}",
+    )
+    _require(
+        loss.patch_source in PATCH_SOURCES,
+        f"{source}: loss.patch_source must be one of {', '.join(PATCH_SOURCES)}, "
+        f"got {loss.patch_source!r}",
+    )
+    _require(
+        t.image_size >= 1, f"{source}: train.image_size must be at least 1, got {t.image_size}"
+    )
     multiple = 2 ** (m.depth - 1)
     _require(
         t.image_size % multiple == 0,

@@ -5,7 +5,8 @@ hcl         the region-wise contrastive loss L_HCL (Eq. 10-12)
 objective   L1, L_pixel and L_all (Eq. 13)
 """
 
-from regionharmony.loss.hcl import HCL_QUERIES, PATCH_SOURCES, info_nce, region_contrastive_loss
+from regionharmony.config import HCL_QUERIES, HCL_QUERY_ALIASES, PATCH_SOURCES
+from regionharmony.loss.hcl import info_nce, region_contrastive_loss
 from regionharmony.loss.objective import HarmonizationLoss, l1_loss, pixel_loss
 from regionharmony.loss.patches import (
     PatchProjection,
@@ -20,6 +21,7 @@ from regionharmony.loss.patches import (
 
 __all__ = [
     "HCL_QUERIES",
+    "HCL_QUERY_ALIASES",
     "PATCH_SOURCES",
     "HarmonizationLoss",
     "PatchProjection",

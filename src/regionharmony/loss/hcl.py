@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 import torch
 
+from regionharmony.config import HCL_QUERIES, HCL_QUERY_ALIASES, PATCH_SOURCES
 from regionharmony.loss.patches import (
     _BG_STREAM,
     _FG_STREAM,
@@ -28,12 +29,6 @@ from regionharmony.loss.patches import (
     sample_cells,
     seed_tensor,
 )
-
-# How Eq. 10-11's undefined queries v^fg, v^bg are read; see region_contrastive_loss.
-HCL_QUERIES = ("shared", "detached_keys", "pull", "bg_query", "truth_gated")
-# Where phi of Eq. 8-9 crops its 8x8 patches; see region_contrastive_loss.
-PATCH_SOURCES = ("image", "sampling_map")
-
 
 # -- Eq. 10-12 ----------------------------------------------------------------------------------
 
@@ -69,7 +64,7 @@ def region_contrastive_loss(
     stride: int = 4,
     temperature: float = 0.07,
     seeds: Sequence[int] | torch.Tensor | None = None,
-    query: str = "truth_gated",
+    query: str = "paper",
     patch_source: str = "image",
     cells: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
@@ -93,48 +88,60 @@ def region_contrastive_loss(
     the negatives and define neither. Writing p_i0 for the softmax weight of the positive logit
     of row i and p_ik for that of negative k, the readings are:
 
-    "shared" (the reading of earlier versions, same formula): v^bg = v^fg = N_i, the embedding
-        of the i-th harmonised-foreground patch, negatives the other N_k:
-            l_i = -log exp(N_i.P_i/tau) / (exp(N_i.P_i/tau) + sum_k exp(N_i.N_k/tau)).
+    "paper" (the default; "shared" is its earlier name): CUT's PatchNCE [39], which the paper
+        names as its model, with the paper's samples. Eq. 10-11's symbols in code:
+            v^bg = v^fg = N_i   the query: the embedding of the i-th harmonised-foreground patch
+                                (`negatives[:, i]`, MLP(phi(H^fg; S_i)));
+            P_i                 its positive: the i-th ground-truth-background patch
+                                (`positives[:, i]`, MLP(phi(H^^bg; S_i)), Eq. 9);
+            N_k, k != i         the negatives: the other harmonised-foreground patches;
+            tau                 `temperature`;
+            l_i = -log exp(N_i.P_i/tau) / (exp(N_i.P_i/tau) + sum_{k != i} exp(N_i.N_k/tau)),
+        L_HCL the mean of l_i over the K patches and the images (Eq. 11-12). Where this goes
+        beyond the printed formula: the denominator leaves out the self term k = i and every k
+        sampled at the same location as i (a small region repeats locations), see below.
         d l_i / d N_i = (-(1 - p_i0) P_i + sum_k p_ik N_k) / tau and d l_i / d N_k = p_ik N_i / tau:
         it rewards each foreground patch for resembling its background partner (alignment) and
         for differing from the other foreground patches (uniformity). The second part makes the
         foreground more varied whatever the truth is: at H = H^ the generator gradient is not
-        zero and on textured images exceeds what L1's dead zone absorbs, so the truth drifts
-        (its colour spread grows).
-    "detached_keys": as "shared", but the keys N_k reach the generator as stop-gradient copies
+        zero, so L_all's minimiser is not exactly the truth (tests/hcl_toy.py: starting at the
+        truth, 200 steps of L_all alone move the foreground 2.8/255). That is a property of the
+        paper's loss, which the reproduction reports rather than removes.
+    "truth_gated" (this repository's extension, not the paper's loss): the generator gets
+        InfoNCE's pull of N_i toward P_i, and only where the output falls short of the truth.
+        It departs from Eq. 10-11 in two ways. (1) A third sample set the paper never draws:
+        the ground-truth foreground patches at the same cells, T_i = MLP(phi(H^ * M; S_i))
+        (values only). (2) Every negative is taken out of the generator's gradient: the keys N_k
+        and the denominator's query are stop-gradient copies, so the uniformity push is gone;
+        the generator receives only -(1 - p_i0) P_i / tau through N_i, and only for the patches
+        whose similarity to their positive is below T_i's. Per patch it minimises
+            (1 - p_i0) * max(0, T_i.P_i - N_i.P_i) / tau        (1 - p_i0 held constant),
+        never negative and zero, with zero gradient, at H = H^: for any head the truth minimises
+        L1 + L_pixel + this term (toy drift 0.1/255). Its loss value and the head's gradient are
+        exactly those of "paper" (the logged L_HCL curves cannot tell them apart); only the
+        generator's objective differs (at H = H^ its gradient is 0, "paper"'s is not). Toy
+        evidence (tests/hcl_toy.py): it keeps the truth stationary and closes a colour gap
+        faster than no L_HCL; on the embedded default its effect is inside the seed noise
+        (reports/loss_reading.html).
+    "detached_keys": as "paper", but the keys N_k reach the generator as stop-gradient copies
         (MoCo-style; the head still gets their gradient). The generator receives only
         d l_i / d N_i above: the key-side push is gone, but each query is still pushed away from
         the (fixed) other foreground patches, so the truth is still not stationary (on the toy
-        of tests/hcl_toy.py it even drifts further than "shared").
-    "pull": as "shared", but every H-dependence of the denominator other than the positive logit
+        it even drifts further than "paper").
+    "pull": as "paper", but every H-dependence of the denominator other than the positive logit
         is stop-gradient toward the generator. It receives -(1 - p_i0) P_i / tau through N_i: the
         alignment only, weighted by InfoNCE's adaptive factor; the denominator still trains the
-        head (keeping it from collapsing onto one point). It rewards a foreground that looks
-        like the background in the head's embedding; at the truth that pull is not zero unless
-        the head embeds the true foreground and background alike, so the truth's foreground
-        colour moves toward the background's (the largest drift of the readings).
+        head (keeping it from collapsing onto one point). At the truth that pull is not zero
+        unless the head embeds the true foreground and background alike, so the truth's
+        foreground colour moves toward the background's (the largest drift of the readings).
     "bg_query": v^bg = N_i, v^fg = P_i: the foreground-foreground similarities are taken against
         the query that carries the background style,
             l_i = -log exp(P_i.N_i/tau) / (exp(P_i.N_i/tau) + sum_k exp(P_i.N_k/tau)),
         a softmax over the foreground patches for each background patch. The forces on the
         foreground sum to zero (sum_k d L / d N_k = 0): no pull toward the background as a
-        whole, only a reward for each background patch resembling its own partner more than the
-        other foreground patches. Partners are paired at random, so there is nothing to learn:
-        the head settles at chance (l_i ~ log K), the gradients vanish and the truth is
-        stationary, but the term is inert.
-    "truth_gated" (default): "pull", applied only where the output falls short of the truth.
-        The generator receives the pull -(1 - p_i0) P_i / tau through N_i only for the patches
-        whose similarity to their positive is below that of the true foreground patch at the
-        same location, T_i = MLP(phi(H^ * M; S_i)) (values only): it minimises, per patch,
-            (1 - p_i0) * max(0, T_i.P_i - N_i.P_i) / tau        (1 - p_i0 held constant),
-        which is never negative and is zero, with zero gradient, at H = H^: for any head the
-        truth minimises L1 + L_pixel + this term, and is stationary exactly. The loss value and
-        the head's training are those of "shared". It rewards each foreground patch for being
-        at least as close to its background partner as the truth's patch is, and nothing beyond:
-        the paper's pull toward the background style, bounded by the truth. It departs from the
-        text by using the true foreground as a stop-gradient reference level, not as a sample
-        of Eq. 10.
+        whole. Partners are paired at random, so there is nothing to learn: the head settles at
+        chance (l_i ~ log K), the gradients vanish and the truth is stationary, but the term is
+        inert.
 
     In every reading the self term of row i and any negative at the same location as N_i (when
     sampling had to repeat locations) are left out of the denominator: N_i.N_i = 1 (or the
@@ -145,6 +152,7 @@ def region_contrastive_loss(
     over images divided by the batch size stands in for the 1/N sum of Eq. 12 (so per-rank
     values average to the global one under data parallelism). Computed in fp32, autocast off.
     """
+    query = HCL_QUERY_ALIASES.get(query, query)
     if query not in HCL_QUERIES:
         raise ValueError(f"loss.hcl_query must be one of {HCL_QUERIES}, got {query!r}")
     if patch_source not in PATCH_SOURCES:
@@ -183,7 +191,7 @@ def region_contrastive_loss(
             per_image = contrast(pos_query, frozen, frozen)
         else:
             negatives = projection(fg_patches)  # {N_k}
-            if query == "shared":
+            if query == "paper":
                 per_image = contrast(negatives, negatives, negatives)
             elif query == "bg_query":
                 per_image = contrast(negatives, positives, negatives)

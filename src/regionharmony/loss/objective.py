@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from regionharmony.config import LossConfig
-from regionharmony.loss.hcl import HCL_QUERIES, PATCH_SOURCES, region_contrastive_loss
+from regionharmony.config import HCL_QUERIES, HCL_QUERY_ALIASES, PATCH_SOURCES, LossConfig
+from regionharmony.loss.hcl import region_contrastive_loss
 from regionharmony.loss.patches import PatchProjection
 
 
@@ -48,7 +48,7 @@ class HarmonizationLoss(nn.Module):
 
     def __init__(self, cfg: LossConfig) -> None:
         super().__init__()
-        if cfg.hcl_query not in HCL_QUERIES:
+        if HCL_QUERY_ALIASES.get(cfg.hcl_query, cfg.hcl_query) not in HCL_QUERIES:
             raise ValueError(f"loss.hcl_query must be one of {HCL_QUERIES}, got {cfg.hcl_query!r}")
         if cfg.patch_source not in PATCH_SOURCES:
             raise ValueError(
