@@ -36,6 +36,7 @@ SETTINGS: dict[str, dict[str, str]] = {
 }
 THREAD_VARS = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "MKL_NUM_THREADS")
 BUSY_LOOP = [sys.executable, "-c", "while True: pass"]
+COMPETITORS = ("training", "busy-loop")
 
 
 def environment(setting: dict[str, str]) -> dict[str, str]:
@@ -73,21 +74,20 @@ def measure(args: argparse.Namespace, setting: dict[str, str], work: Path) -> di
         return train_command(args.data_root, work / name, args.params, args.epochs)
 
     alone = loop_seconds(start(command("alone"), env))
-    pair = [start(command(f"pair{i}"), env) for i in range(2)]
-    two_trainings = [loop_seconds(p) for p in pair]
-    busy = subprocess.Popen(BUSY_LOOP, stdout=subprocess.DEVNULL)
-    try:
-        with_busy_loop = loop_seconds(start(command("busy"), env))
-    finally:
-        busy.kill()
-        busy.wait()
-    return {
-        "alone_s": alone,
-        "two_trainings_s": max(two_trainings),
-        "two_trainings_ratio": max(two_trainings) / alone,
-        "with_busy_loop_s": with_busy_loop,
-        "with_busy_loop_ratio": with_busy_loop / alone,
-    }
+    row = {"alone_s": alone}
+    if "training" in args.competitors:
+        pair = [start(command(f"pair{i}"), env) for i in range(2)]
+        two_trainings = max(loop_seconds(p) for p in pair)
+        row |= {"two_trainings_s": two_trainings, "two_trainings_ratio": two_trainings / alone}
+    if "busy-loop" in args.competitors:
+        busy = subprocess.Popen(BUSY_LOOP, stdout=subprocess.DEVNULL)
+        try:
+            with_busy_loop = loop_seconds(start(command("busy"), env))
+        finally:
+            busy.kill()
+            busy.wait()
+        row |= {"with_busy_loop_s": with_busy_loop, "with_busy_loop_ratio": with_busy_loop / alone}
+    return row
 
 
 def main() -> None:
@@ -97,6 +97,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--only", nargs="+", help="names of SETTINGS to run (default: all)")
+    parser.add_argument(
+        "--competitors",
+        nargs="+",
+        choices=COMPETITORS,
+        default=list(COMPETITORS),
+        help="what shares the CPU with the training (default: each in turn)",
+    )
     args = parser.parse_args()
     chosen = {k: v for k, v in SETTINGS.items() if not args.only or k in args.only}
     results: list[dict] = []

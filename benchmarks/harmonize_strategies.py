@@ -8,8 +8,8 @@ identity composite:
     identity        the composite itself
     full            the network at the image's own size (padded to a multiple of 16)
     resize          the network at max_side, its blended output upsampled bicubic (the naive way)
-    residual        the network at max_side, correction carried by `apply.carry_residual`
-    color           the network at max_side, correction carried by `apply.carry_color`
+    residual        the network at max_side, correction carried by `carry_residual`
+    color           the network at max_side, correction carried by `carry_color`
     color-square    as color, but the network sees a max_side x max_side square (the training
                     shape, aspect ratio squashed) instead of the aspect-kept downscale
 
@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from regionharmony.data import list_samples, load_pair
+from regionharmony.data import list_samples, load_pair, resize_binary_mask, resize_image
 from regionharmony.evaluation.metrics import image_metrics
 from regionharmony.inference.engine import load_engine
 from regionharmony.inference.harmonize import (
@@ -49,9 +49,7 @@ def paste(foreground: np.ndarray, composite: np.ndarray, mask: np.ndarray) -> np
 
 
 def low_resolution(composite, mask, height, width):
-    from regionharmony.data import resize_image, resize_mask
-
-    return resize_image(composite, (width, height)), resize_mask(mask, (width, height))
+    return resize_image(composite, (width, height)), resize_binary_mask(mask, (width, height))
 
 
 def predict(row: str, composite, mask, engine, side: int) -> np.ndarray:

@@ -127,9 +127,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--size", type=int, nargs="+", default=[256, 64])
-    parser.add_argument(
-        "--query", nargs="+", default=["paper", "truth_gated"], choices=HCL_QUERIES
-    )
+    parser.add_argument("--query", nargs="+", default=["paper", "truth_gated"], choices=HCL_QUERIES)
     parser.add_argument("--compile", action="store_true", help="also time the compiled loss")
     parser.add_argument("--check", action="store_true", help="CUDA: no host sync; CPU = CUDA cells")
     parser.add_argument("--warmup", type=int, default=2)

@@ -135,9 +135,14 @@ def prepare_cell(model, variant, size, batch, device) -> dict:
 
 def time_round_robin(cells: list[dict], device, min_time: float, max_reps: int) -> None:
     """Repeat rounds of one forward per cell until every cell has min_time of samples (or
-    max_reps): on a shared machine, load changes then hit every variant alike."""
+    max_reps), one round at least: on a shared machine, load changes then hit every variant
+    alike."""
     live = [c for c in cells if "net" in c]
-    while live and any(len(c["times"]) < max_reps and sum(c["times"]) < min_time for c in live):
+
+    def wanted(c: dict) -> bool:
+        return not c["times"] or (len(c["times"]) < max_reps and sum(c["times"]) < min_time)
+
+    while live and any(wanted(c) for c in live):
         for cell in live:
             cell["times"].append(forward_once(cell, device))
     for cell in live:
