@@ -224,6 +224,26 @@ def test_bad_inputs_give_named_errors(tmp_path, engine):
         harmonize(unreadable, mask, engine)
 
 
+def test_float_arrays_must_be_in_0_1(engine):
+    """A float array is read on the 0-1 scale; one in 0-255 (or below 0) is refused, not clipped
+    to a near-white image. Overshoot of under half an 8-bit level is rounding: accepted."""
+    composite, mask = make_pair(30, 40)
+    expected = np.asarray(harmonize(composite, mask, engine))
+    as_float = composite.astype(np.float32) / 255
+    assert np.array_equal(np.asarray(harmonize(as_float, mask, engine)), expected)
+    nudged = as_float.copy()
+    nudged[0, 0] = [1.001, -0.001, 0.5]
+    harmonize(nudged, mask, engine)
+    rule = r"float array with values from .* must be in \[0, 1\] .*uint8.*divide by 255"
+    for bad in (composite.astype(np.float32), composite.astype(np.float64) / 127.5 - 1):
+        with pytest.raises(HarmonizeError, match=rule):
+            harmonize(bad, mask, engine)
+    with pytest.raises(HarmonizeError, match=f"^mask: {rule}"):
+        harmonize(composite, mask.astype(np.float32) * 255, engine)
+    with pytest.raises(HarmonizeError, match="composite: float array with values from 0 to 199"):
+        harmonize(np.where(mask[..., None], 0, 199).astype(np.float32).repeat(3, 2), mask, engine)
+
+
 # -- the command --------------------------------------------------------------------------------
 
 

@@ -13,7 +13,8 @@ floating-point rounding):
   multiplies bf16 natively: a CPU with AMX-BF16 or AVX512-BF16, a CUDA GPU of compute capability
   8.0 or newer. Elsewhere (e.g. an AVX-512 CPU without the BF16 extension) autocast would emulate
   bf16 and run slower than fp32, so "auto" means fp32 there. ``fp32`` forces fp32.
-  The output is always returned as float32.
+  The output is always returned as float32. Since "auto" depends on the hardware, so do the
+  output bytes: pass ``fp32`` (and device ``cpu``) where they must not.
 """
 
 from __future__ import annotations

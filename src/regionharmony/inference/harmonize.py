@@ -30,12 +30,23 @@ Output: always ``H * M + I' * (1 - M)`` with the full-resolution binary mask, qu
 bits: outside the mask the output equals the (converted) composite bit for bit.
 
 Inputs as people have them (`regionharmony.inference.user_images`): a path, a PIL image or a
-numpy array.
+numpy array: bool, uint8 (0-255), uint16 or float in [0, 1]. A float array with values outside
+[0, 1] (a float array in 0-255) is refused with a HarmonizeError, not clipped: pass it as uint8
+or divide it by 255.
 EXIF orientation is applied; palette, grayscale, 16-bit, RGBA/LA (alpha dropped) and CMYK
 images are converted to 8-bit RGB. A mask is any single-channel or RGB(A) image; a pixel is
 foreground when its 8-bit grayscale value (ITU-R 601 luma, PIL's "L") is above
 ``MASK_THRESHOLD`` = 127; a mask whose alpha channel is not fully opaque (a cut-out) uses the
 alpha channel instead. Bad input raises `HarmonizeError` (a ValueError) naming the file.
+
+Writing: atomically, through a hidden ``.NAME.PID.tmp`` beside each result. Before it writes,
+the command removes such temporaries left by a killed run (their PID is not running), and in
+folder mode it checks that the output folder can be written before it harmonises anything.
+
+Reproducible bytes: ``--precision auto`` (the default) means bf16 on a CPU with AMX-BF16 or
+AVX512-BF16 and on a GPU of compute capability >= 8, fp32 elsewhere, and ``--device auto`` a GPU
+when present; so a pipeline stage whose output must not depend on the machine passes
+``--device cpu --precision fp32``.
 """
 
 from __future__ import annotations
@@ -60,11 +71,15 @@ from regionharmony.inference.pairing import (
 from regionharmony.inference.user_images import (
     OUTPUT_FORMATS,
     ImageSource,
+    check_not_a_symlink_loop,
+    check_output_folder,
     check_pair,
     label_of,
     load_composite,
     load_mask,
     output_format,
+    remove_stale_temporaries,
+    resolved,
     same_file,
     save_image,
 )
@@ -238,12 +253,17 @@ def harmonize(
     """Harmonise `composite` through `mask` with `model`; returns the RGB image, full size.
 
     composite, mask: paths, PIL images or numpy arrays (see the module docstring for the
-    conversions and the mask threshold). model: a model directory (model.pt + config.json), its
+    conversions and the mask threshold). A numpy array is bool, uint8 (0-255), uint16 or float
+    in [0, 1]; a float array with values above 1 or below 0 (e.g. floats in 0-255) raises
+    HarmonizeError instead of being clipped: pass such an array as uint8 or divide it by 255.
+    model: a model directory (model.pt + config.json), its
     model.pt, a loaded network or an `inference.Engine` (reuse one for many images).
     max_side: the working resolution (default: the model's training size); strategy: how the
     correction reaches full resolution ("color", "residual", "full"). device: auto|cpu|cuda;
-    precision: auto|fp32|bf16 (auto: bf16 where the hardware has native bf16).
-    Raises HarmonizeError for bad input.
+    precision: auto|fp32|bf16 (auto: bf16 where the hardware has native bf16: an AMX-BF16 or
+    AVX512-BF16 CPU, a GPU of compute capability >= 8; fp32 elsewhere, so the output bytes
+    depend on the machine; pass fp32 for bytes that do not).
+    Raises HarmonizeError for bad input (a missing, unreadable or symlink-loop path, ...).
     """
     image = load_composite(composite)
     fg = load_mask(mask)
@@ -266,16 +286,34 @@ def run_pair(pair: Pair, engine: Engine, options: dict[str, Any]) -> None:
     save_image(image, pair.out, (pair.composite, pair.mask))
 
 
+def _resolved_or_self(path: Path) -> Path:
+    """`path.resolve()`, or `path` itself when it cannot be resolved (a symlink loop: reading
+    it reports the problem, for that pair alone)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return path
+
+
+def prepare_out_dir(out_dir: Path, pairs: list[Pair]) -> None:
+    """Before any image is harmonised: `out_dir` created and writable (else HarmonizeError),
+    and the temporaries that a killed run left in the result folders removed."""
+    check_output_folder(out_dir, "--out-dir")
+    for folder in sorted({pair.out.parent for pair in pairs}):
+        remove_stale_temporaries(folder)
+
+
 def run_folder(pairs: list[Pair], engine: Engine, options: dict[str, Any], progress: bool) -> int:
     """Harmonise every pair; a bad pair is reported on stderr and skipped. Returns the number
     of failed pairs."""
     from tqdm import tqdm
 
-    inputs = {p.composite.resolve() for p in pairs} | {p.mask.resolve() for p in pairs if p.mask}
+    inputs = {_resolved_or_self(p.composite) for p in pairs}
+    inputs |= {_resolved_or_self(p.mask) for p in pairs if p.mask}
     failed = 0
     for pair in tqdm(pairs, desc="harmonize", unit="image", disable=not progress):
         try:
-            if pair.out.resolve() in inputs:
+            if resolved(pair.out, "output") in inputs:
                 raise HarmonizeError(f"{pair.out}: refusing to overwrite an input file")
             run_pair(pair, engine, options)
         except HarmonizeError as err:
@@ -375,14 +413,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"(default {DEFAULT_STRATEGY}; see the module docs)",
     )
     parser.add_argument(
-        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: a GPU when present"
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="auto (default): a GPU when present, else the CPU",
     )
     parser.add_argument(
         "--precision",
         choices=("auto", "fp32", "bf16"),
         default="auto",
-        help="auto: bf16 where the hardware has native bf16 (AMX/AVX512-BF16 "
-        "CPUs, GPUs of compute capability >= 8), else fp32",
+        help="auto (default): bf16 where the hardware has native bf16 (AMX-BF16 or "
+        "AVX512-BF16 CPUs, GPUs of compute capability >= 8), else fp32, so the output bytes "
+        "depend on the machine; pass fp32 (with --device cpu) for bytes that do not",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -424,9 +466,14 @@ def run(args: argparse.Namespace) -> int:
             raise HarmonizeError(f"--max-side must be a positive number of pixels: {args.max_side}")
         if mode == "single":
             output_format(args.out)
+            check_not_a_symlink_loop(args.out, "--out")
+            check_not_a_symlink_loop(args.composite, "composite")
+            check_not_a_symlink_loop(args.mask, "mask")
             for source in (args.composite, args.mask):
                 if same_file(args.out, source):
                     raise HarmonizeError(f"{args.out}: refusing to overwrite an input file")
+            check_output_folder(args.out.parent, "the folder of --out", create=False)
+            remove_stale_temporaries(args.out.parent, args.out.name)
             engine = as_engine(args.checkpoint, args.device, args.precision)
             run_pair(
                 Pair(str(args.composite), args.composite, args.mask, args.out), engine, options
@@ -437,6 +484,7 @@ def run(args: argparse.Namespace) -> int:
         if not pairs:
             raise HarmonizeError(f"{args.input_dir}: no composites found")
         engine = as_engine(args.checkpoint, args.device, args.precision)
+        prepare_out_dir(args.out_dir, pairs)
     except (HarmonizeError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

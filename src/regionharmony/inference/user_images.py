@@ -2,16 +2,27 @@
 array) and writing a result.
 
 EXIF orientation is applied; palette, grayscale, 16-bit, RGBA/LA (alpha dropped) and CMYK
-images are converted to 8-bit RGB. A mask is any single-channel or RGB(A) image; a pixel is
+images are converted to 8-bit RGB. A numpy array is bool, uint8 (0-255), uint16 (0-65535) or
+float in [0, 1]: a float array with values outside [0, 1] (beyond half an 8-bit level of
+rounding) is refused, not clipped, since a float array in 0-255 would otherwise come out nearly
+white. A mask is any single-channel or RGB(A) image; a pixel is
 foreground when its 8-bit grayscale value (ITU-R 601 luma, PIL's "L") is above
 ``MASK_THRESHOLD`` = 127; a mask whose alpha channel is not fully opaque (a cut-out) uses the
-alpha channel instead. Bad input raises `HarmonizeError` (a ValueError) naming the file. Results
-are written atomically and never over an input.
+alpha channel instead. Bad input (a missing or unreadable file, a symlink loop, ...) raises
+`HarmonizeError` (a ValueError) naming the file.
+
+Results are written atomically (`regionharmony.io.atomic_write`: a hidden temporary
+``.NAME.PID.tmp`` beside the result, renamed over it) and never over an input. A run that is
+killed (SIGKILL, out of memory) cannot remove its temporary; `remove_stale_temporaries` removes
+those of a process that is no longer running, and the command calls it before it writes.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +43,39 @@ SAVE_OPTIONS: dict[str, dict[str, Any]] = {
 }
 
 ImageSource = str | os.PathLike | Image.Image | np.ndarray
+# a float array may overshoot [0, 1] by less than half an 8-bit level (rounding): it quantises
+# to 0 or 255 all the same; anything further out is refused
+FLOAT_SLACK = 0.5 / 255
+# the temporary name of regionharmony.io.atomic_write: .NAME.PID.tmp
+TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>[0-9]{1,10})\.tmp$")
+PROBE_PREFIX = ".harmonize-write-check."  # check_output_folder's probe (a TEMP_NAME too)
 
 
 def label_of(source: ImageSource, role: str) -> str:
     return str(source) if isinstance(source, str | os.PathLike) else role
+
+
+def check_not_a_symlink_loop(path: str | os.PathLike, role: str) -> None:
+    """HarmonizeError naming `path` when it (or a folder on the way to it) is a symlink loop."""
+    try:
+        os.stat(path)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise HarmonizeError(
+                f"{path}: symlink loop (too many levels of symbolic links) ({role})"
+            ) from None
+    except ValueError:  # an embedded NUL byte: not a path the system can open
+        raise HarmonizeError(f"{path!r}: not a valid path ({role})") from None
+
+
+def resolved(path: Path, role: str) -> Path:
+    """`path.resolve()`, with a symlink loop as a HarmonizeError naming it (Python 3.11 raises
+    RuntimeError, 3.13 OSError)."""
+    check_not_a_symlink_loop(path, role)
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError) as err:
+        raise HarmonizeError(f"{path}: cannot resolve the path ({err}) ({role})") from None
 
 
 def open_user_image(source: ImageSource, role: str) -> Image.Image:
@@ -43,6 +83,8 @@ def open_user_image(source: ImageSource, role: str) -> Image.Image:
     label = label_of(source, role)
     if isinstance(source, np.ndarray):
         return Image.fromarray(_array_to_uint8(source, label))
+    if not isinstance(source, Image.Image):
+        check_not_a_symlink_loop(source, role)
     if not isinstance(source, Image.Image) and not Path(source).is_file():
         raise HarmonizeError(f"{label}: no such file ({role})")
     try:
@@ -58,7 +100,10 @@ def open_user_image(source: ImageSource, role: str) -> Image.Image:
 
 
 def _array_to_uint8(array: np.ndarray, label: str) -> np.ndarray:
-    """uint8 (H, W) or (H, W, C) from a bool, uint8, uint16 or float ([0, 1]) array."""
+    """uint8 (H, W) or (H, W, C) from a bool, uint8, uint16 or float array.
+
+    A float array must hold values in [0, 1] (up to `FLOAT_SLACK` of rounding either side);
+    one outside is refused rather than clipped: a float array in 0-255 is the usual mistake."""
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3, 4)):
         raise HarmonizeError(
             f"{label}: expected an (H, W), (H, W, 3) or (H, W, 4) array, got shape {array.shape}"
@@ -74,6 +119,12 @@ def _array_to_uint8(array: np.ndarray, label: str) -> np.ndarray:
     if np.issubdtype(array.dtype, np.floating):
         if not np.isfinite(array).all():
             raise HarmonizeError(f"{label}: the array holds NaN or infinite values")
+        low, high = float(array.min(initial=0.0)), float(array.max(initial=0.0))
+        if low < -FLOAT_SLACK or high > 1 + FLOAT_SLACK:
+            raise HarmonizeError(
+                f"{label}: float array with values from {low:g} to {high:g}; a float array "
+                "must be in [0, 1] (for 0-255 values pass a uint8 array, or divide by 255)"
+            )
         return np.round(np.clip(array, 0, 1) * 255).astype(np.uint8)
     raise HarmonizeError(
         f"{label}: unsupported array type {array.dtype} "
@@ -158,14 +209,86 @@ def output_format(path: Path) -> str:
 def same_file(a: Path, b: Path) -> bool:
     try:
         return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
-    except OSError:
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop (Python < 3.13)
         return False
+
+
+def pid_running(pid: int) -> bool:
+    """Whether a process `pid` exists (on this machine's PID namespace)."""
+    if pid < 1:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, run by another user
+        return True
+    except (OverflowError, OSError):  # not a PID this system can have
+        return False
+    return True
+
+
+def remove_stale_temporaries(folder: Path, name: str | None = None) -> list[Path]:
+    """Remove the temporaries ``.NAME.PID.tmp`` that a killed run left in `folder`: those of
+    an output file (an extension of `OUTPUT_FORMATS`; only ``.{name}.PID.tmp`` when `name` is
+    given) or of the write check, whose PID is not a running process or is this process's own
+    (this is called before this process writes anything there). Returns the removed paths."""
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:  # no such folder yet, or unreadable: nothing to clean
+        return removed
+    for entry in entries:
+        match = TEMP_NAME.match(entry.name)
+        if match is None:
+            continue
+        target = match["name"]
+        if name is not None:
+            if target != name:
+                continue
+        elif not (
+            Path(target).suffix.lower() in OUTPUT_FORMATS or entry.name.startswith(PROBE_PREFIX)
+        ):
+            continue
+        pid = int(match["pid"])
+        if pid != os.getpid() and pid_running(pid):
+            continue  # another run is writing it now
+        try:
+            if entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            pass  # a read-only folder: the write check reports it
+    return removed
+
+
+def check_output_folder(folder: Path, role: str, *, create: bool = True) -> None:
+    """HarmonizeError unless files can be written in `folder`: created when missing (with
+    `create`; without, its nearest existing ancestor is checked instead, where the writer will
+    create it), then a probe file is made and removed in it."""
+    check_not_a_symlink_loop(folder, role)
+    if not create:
+        while not folder.exists() and not folder.is_symlink() and folder.parent != folder:
+            folder = folder.parent
+    if folder.exists() and not folder.is_dir():
+        raise HarmonizeError(f"{folder}: {role} is not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(
+            prefix=PROBE_PREFIX, suffix=f".{os.getpid()}.tmp", dir=folder
+        )
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise HarmonizeError(f"{folder}: cannot write in {role} ({reason})") from None
 
 
 def save_image(image: Image.Image, out: Path, inputs: tuple[Path, ...] = ()) -> None:
     """Write `image` atomically to `out` (format from its extension), never over an input."""
     from regionharmony.io import atomic_write
 
+    check_not_a_symlink_loop(out, "output")
     for source in inputs:
         if same_file(out, source):
             raise HarmonizeError(f"{out}: refusing to overwrite an input file")
