@@ -14,6 +14,7 @@ from dvc.repo import Repo
 from dvc.utils.hydra import apply_overrides
 
 from regionharmony.config import load_params
+from regionharmony.io import EVALUATION_CODE, TRAINING_CODE
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = load_params(ROOT / "params.yaml")
@@ -140,3 +141,50 @@ def test_dvc_exp_run_leaves_data_dvc_and_the_params_layout_alone(tmp_path):
     run(dvc, "exp", "run", "-S", "+variants.fusion_rain.train.lr=0.002")
     assert (tmp_path / "data.dvc").read_text() == (ROOT / "data.dvc").read_text()
     assert len(changed_lines(before, (tmp_path / "params.yaml").read_text())) == 2
+
+
+def code_deps(graph: nx.DiGraph, prefix: str) -> dict[str, set[str]]:
+    """The src/regionharmony dependencies of every stage whose name starts with `prefix`."""
+    found = {}
+    for stage in graph.nodes:
+        if getattr(stage, "addressing", "").startswith(prefix):
+            paths = {Path(dep.def_path).as_posix() for dep in stage.deps}
+            found[stage.addressing] = {p for p in paths if p.startswith("src/regionharmony")}
+    assert found, prefix
+    return found
+
+
+@pytest.mark.parametrize(
+    ("prefix", "parts"),
+    [("train@", TRAINING_CODE), ("evaluate@", EVALUATION_CODE), ("evaluate_", EVALUATION_CODE)],
+)
+def test_trainings_and_evaluations_depend_on_the_code_they_run(graph, prefix, parts):
+    """The train@ stages depend on io.TRAINING_CODE (which the resume fingerprint digests too),
+    the evaluations on io.EVALUATION_CODE; a report helper, the user study or harmonize is in
+    neither, so editing them re-runs only the stages that use them."""
+    expected = {f"src/regionharmony/{p}" for p in parts}
+    for stage, deps in code_deps(graph, prefix).items():
+        assert deps == expected, stage
+    tooling = ("report", "study", "inference", "evaluation/features.py", "summary.py")
+    for part in TRAINING_CODE:
+        assert not part.startswith(tooling)
+
+
+def test_the_resume_fingerprint_ignores_tooling_edits(monkeypatch, tmp_path):
+    """A checkpoint survives an edit to a report helper, not one to the loss."""
+    import shutil
+
+    from regionharmony import io
+    from regionharmony.config import Config
+    from regionharmony.train.checkpoint import run_fingerprint
+
+    package = tmp_path / "regionharmony"
+    shutil.copytree(io.PACKAGE_DIR, package, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(io, "PACKAGE_DIR", package)
+    before = run_fingerprint(Config(), ["a"])
+    with (package / "report" / "notebook.py").open("a") as handle:
+        handle.write("\n# an edit\n")
+    assert run_fingerprint(Config(), ["a"]) == before
+    with (package / "loss" / "hcl.py").open("a") as handle:
+        handle.write("\n# an edit\n")
+    assert run_fingerprint(Config(), ["a"]) != before

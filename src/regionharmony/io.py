@@ -78,22 +78,59 @@ def atomic_directory(dest: Path, *, replace: bool = False) -> Iterator[Path]:
         raise
 
 
-def source_digest() -> str:
-    """SHA-256 over the package's source files (path and content), sorted: what the code is."""
+# The code a trained model depends on (paths relative to the package): the method, its data,
+# the trainer, the validation protocol and the shared modules they use. `dvc.yaml`'s train@
+# stages list exactly these as their code dependencies and the resume fingerprint digests them
+# (tests/test_pipeline.py holds both to this list): an edit to a report, the user study or
+# `harmonize` re-runs neither the trainings nor throws a checkpoint away.
+TRAINING_CODE: tuple[str, ...] = (
+    "__init__.py",
+    "cli.py",
+    "config.py",
+    "cpu_threads.py",
+    "errors.py",
+    "io.py",
+    "options.py",
+    "runtime.py",
+    "model",
+    "loss",
+    "data",
+    "train",
+    "evaluation/__init__.py",
+    "evaluation/metrics.py",
+    "evaluation/protocol.py",
+)
+# ... and what scoring a model depends on: the evaluate@ stages' code dependencies
+EVALUATION_CODE: tuple[str, ...] = (*TRAINING_CODE[:-3], "evaluation")
+
+
+def _source_files(parts: tuple[str, ...] | None) -> list[Path]:
+    roots = [PACKAGE_DIR] if parts is None else [PACKAGE_DIR / p for p in parts]
+    files = set()
+    for root in roots:
+        candidates = [root] if root.is_file() else root.rglob("*")
+        files.update(
+            p for p in candidates if p.suffix in (".py", ".html") and "__pycache__" not in p.parts
+        )
+    return sorted(files)
+
+
+def source_digest(parts: tuple[str, ...] | None = None) -> str:
+    """SHA-256 over the package's source files (path and content), sorted: what the code is.
+    `parts` (package-relative files and folders) restricts it, e.g. to `TRAINING_CODE`."""
     digest = hashlib.sha256()
-    for path in sorted(PACKAGE_DIR.rglob("*")):
-        if path.suffix in (".py", ".html") and "__pycache__" not in path.parts:
-            digest.update(path.relative_to(PACKAGE_DIR).as_posix().encode() + b"\0")
-            digest.update(path.read_bytes())
+    for path in _source_files(parts):
+        digest.update(path.relative_to(PACKAGE_DIR).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
-def code_version() -> str:
-    """The version stamped into results: a digest of the package source ("src-" + 12 hex).
+def code_version(parts: tuple[str, ...] | None = None) -> str:
+    """The version stamped into results: a digest of the package source ("src-" + 12 hex), of
+    the files in `parts` when given (a model is stamped with its `TRAINING_CODE`).
 
     A content digest rather than the git commit, so that the same code gives byte-identical
     outputs in any clone and at any later commit (the committed dvc.lock then matches a fresh
-    `dvc repro`); `git log -S <digest>` is not needed to find it: `regionharmony summary`
-    prints the digest of the installed code.
+    `dvc repro`); `regionharmony summary` prints the digest of the installed code.
     """
-    return "src-" + source_digest()[:12]
+    return "src-" + source_digest(parts)[:12]

@@ -12,7 +12,7 @@ import torch
 
 from regionharmony.config import Config
 from regionharmony.errors import CheckpointError
-from regionharmony.io import atomic_save, source_digest
+from regionharmony.io import TRAINING_CODE, atomic_save, source_digest
 
 log = logging.getLogger("regionharmony.train")
 
@@ -27,10 +27,12 @@ def first_line(err: BaseException) -> str:
 
 
 def run_fingerprint(cfg: Config, train_names: list[str]) -> str:
-    """What a checkpoint must match to be resumed: the configuration, the package source and
-    the training list. Any change trains afresh instead of resuming into stale weights."""
+    """What a checkpoint must match to be resumed: the configuration, the training code
+    (`io.TRAINING_CODE`, the same files the train@ stages depend on) and the training list. Any
+    change trains afresh instead of resuming into stale weights; an edit elsewhere in the
+    package (a report, the user study, `harmonize`) keeps the checkpoint."""
     digest = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode())
-    digest.update(source_digest().encode())
+    digest.update(source_digest(TRAINING_CODE).encode())
     digest.update("\n".join(train_names).encode())
     return digest.hexdigest()
 

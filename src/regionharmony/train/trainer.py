@@ -23,7 +23,7 @@ from regionharmony.data.check import require_valid_root
 from regionharmony.data.dataset import HarmonyDataset
 from regionharmony.errors import DataError
 from regionharmony.evaluation.protocol import score_batch
-from regionharmony.io import atomic_save, atomic_write_text, code_version
+from regionharmony.io import TRAINING_CODE, atomic_save, atomic_write_text, code_version
 from regionharmony.loss import HarmonizationLoss
 from regionharmony.model.harmonizer import build_model, count_parameters, forward_gflops
 from regionharmony.runtime import autocast, on_for, resolve_device, uses_bf16
@@ -292,7 +292,7 @@ class Trainer:
             "steps": self.step,
             "epochs": self.step / self.steps_per_epoch,
             "train_pairs": len(self.train_set),
-            "code_version": code_version(),
+            "code_version": code_version(TRAINING_CODE),
             "final_train_loss": self.last_terms,
             "final_validation": self.last_val,
         }
