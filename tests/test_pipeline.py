@@ -37,7 +37,10 @@ def changed_lines(before: str, after: str) -> list[str]:
         ("seeds=2", None),
         (
             "+variants.fusion_rain.train.lr=0.002",
-            ["-    train: {budget: 0.5}", "+    train: {budget: 0.5, lr: 0.002}"],
+            [
+                "-    train: {budget: 0.5, validate: true}",
+                "+    train: {budget: 0.5, validate: true, lr: 0.002}",
+            ],
         ),
         ("variants.k512.loss.num_patches=384", None),
     ],

@@ -39,6 +39,7 @@ TINY = {
         "image_size": 32,
         "load_size": 40,
         "val_limit": 4,
+        "validate": True,
     },
 }
 

@@ -29,6 +29,7 @@ def tiny_config(**train):
             "image_size": 32,
             "load_size": 40,
             "val_limit": 4,
+            "validate": True,
             **train,
         },
         "loss": {"num_patches": 16},
@@ -124,7 +125,9 @@ def tiny_params(folder: Path, variant: str) -> Path:
 
 
 def test_cli_writes_the_model_directory(tiny_root, tmp_path):
-    params = tiny_params(tmp_path, "rain: {model: {fusion: rain}, loss: {num_patches: 8}}")
+    params = tiny_params(
+        tmp_path, "rain: {model: {fusion: rain}, loss: {num_patches: 8}, train: {validate: true}}"
+    )
     out = tmp_path / "models" / "rain"
     args = f"train --params {params} --variant rain --data-root {tiny_root} --out {out}"
     code = main([*args.split(), "--no-progress"])

@@ -96,8 +96,9 @@ class TrainConfig:
     max_steps: int = 0  # 0: no cap beyond `epochs`
     lr_schedule: str = "constant"  # constant (the paper states no schedule) | cosine
     checkpoint_every: int = 500  # steps; a checkpoint is also written at every epoch end
+    validate: bool = False  # per-epoch validation: only the runs whose report draws curves
     val_split: str = "test"  # per-epoch validation (Fig. 8/9 curves) on this split
-    val_limit: int = 0  # 0: all validation images
+    val_limit: int = 0  # 0: every validation pair; N: N pairs spread evenly over the split's list
     seed: int = 0
     num_workers: int = 0
     device: str = "auto"  # auto | cpu | cuda

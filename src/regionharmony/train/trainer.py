@@ -36,6 +36,15 @@ from regionharmony.train.step import Objective, require_finite
 log = logging.getLogger("regionharmony.train")
 
 
+def validation_indices(total: int, limit: int) -> list[int]:
+    """Which pairs of the validation list are scored: all of them (`limit` 0), else `limit`
+    pairs spread evenly over the list (first and last included), so that every subset of an
+    iHarmony4 list, which is grouped by subset, keeps its share."""
+    if not limit or limit >= total:
+        return list(range(total))
+    return np.linspace(0, total - 1, limit).round().astype(int).tolist()
+
+
 class Trainer:
     def __init__(
         self,
@@ -207,13 +216,17 @@ class Trainer:
     # -- validation ---------------------------------------------------------------------------
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """MSE, PSNR and fMSE (`evaluate.score_batch`) on the validation split at the training
-        size: the Fig. 8/9 curves."""
+        """MSE, PSNR and fMSE (`evaluation.protocol.score_batch`) on the validation pairs at the
+        training size: the Fig. 8/9 curves. Decoding runs in the loader's workers."""
         val_set = HarmonyDataset(
             self.data_root, self.tc.val_split, subsets=self.subsets, eval_size=self.tc.image_size
         )
-        n = len(val_set) if not self.tc.val_limit else min(self.tc.val_limit, len(val_set))
-        loader = DataLoader(Subset(val_set, range(n)), batch_size=self.tc.batch_size)
+        loader = DataLoader(
+            Subset(val_set, validation_indices(len(val_set), self.tc.val_limit)),
+            batch_size=self.tc.batch_size,
+            num_workers=self.tc.num_workers,
+            pin_memory=self.device.type == "cuda",
+        )
         self.model.eval()
         scores: dict[str, list[float]] = {"mse": [], "psnr": [], "fmse": []}
         for batch in loader:
@@ -275,7 +288,7 @@ class Trainer:
         logs = self.logs
         if logs is not None:
             logs.end_epoch()
-        if self.step % self.steps_per_epoch == 0 and logs is not None:
+        if self.tc.validate and self.step % self.steps_per_epoch == 0 and logs is not None:
             self.last_val = self.validate()
             logs.log_validation(self.step // self.steps_per_epoch, self.step, self.last_val)
             log.info("epoch %d: %s", self.step // self.steps_per_epoch, self.last_val)
