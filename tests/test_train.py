@@ -244,3 +244,58 @@ def test_full_variant_beats_the_identity_baseline_on_the_embedded_default(tmp_pa
         assert composite["n"] > 0, name
         assert model["fmse"] <= 0.5 * composite["fmse"], (name, model, composite)
         assert model["mse"] <= 0.7 * composite["mse"], (name, model, composite)
+
+
+def test_a_cuda_profile_without_cuda_stops_with_one_line(tiny_root, tmp_path, capsys):
+    """The paper profile (train.require_cuda) on a machine without CUDA stops before anything is
+    written, saying how to train on the CPU on purpose; `train.device=cpu` does that."""
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        "profile: mini\nprofiles:\n  mini:\n"
+        "    model: {base_width: 8, depth: 4, blocks: 1}\n"
+        "    train: {batch_size: 4, epochs: 1, image_size: 32, load_size: 32, require_cuda: true}\n"
+    )
+    out = tmp_path / "models" / "m"
+    argv = ["train", "--params", str(params), "--data-root", str(tiny_root), "--out", str(out)]
+    assert main([*argv, "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "CUDA" in err[0] and "--set train.device=cpu" in err[0], err
+    assert not out.parent.exists()
+    assert main([*argv, "--no-progress", "--set", "train.device=cpu"]) == 0
+    assert (out / "model.pt").is_file()
+
+
+def test_validation_pairs_spread_over_the_list():
+    from regionharmony.train.trainer import validation_indices
+
+    assert validation_indices(10, 0) == list(range(10))
+    assert validation_indices(10, 4) == [0, 3, 6, 9]
+    assert validation_indices(3, 8) == [0, 1, 2]
+
+
+def test_wall_clock_checkpoints_resume_to_the_same_weights(
+    tiny_root, tmp_path, interrupted_run, monkeypatch
+):
+    """checkpoint_every 0 with checkpoint_minutes: checkpoints come from the clock only (here a
+    clock that advances a minute a step), and a resumed run still ends with the same weights."""
+    import regionharmony.train.trainer as trainer_module
+
+    ticks = iter(range(0, 10**6, 60))
+    monkeypatch.setattr(trainer_module.time, "monotonic", lambda: float(next(ticks)))
+    cfg = tiny_config(checkpoint_every=0, checkpoint_minutes=1.5)
+    straight = Trainer(cfg, tiny_root, tmp_path / "straight", show_progress=False)
+    straight.run()
+    saved = []
+    original = Trainer.save_checkpoint
+    monkeypatch.setattr(
+        Trainer, "save_checkpoint", lambda self: (saved.append(self.step), original(self))[1]
+    )
+    interrupted_run(lambda: Trainer(cfg, tiny_root, tmp_path / "resumed", show_progress=False), 5)
+    assert saved == [2, 4]  # by the clock (every 1.5 of its minutes), not by steps
+    resumed = Trainer(cfg, tiny_root, tmp_path / "resumed", show_progress=False)
+    assert resumed.resume() and 0 < resumed.step <= 5
+    resumed.run()
+    got, expected = weights(resumed), weights(straight)
+    assert all(torch.equal(got[k], expected[k]) for k in expected)

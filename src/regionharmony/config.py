@@ -95,13 +95,19 @@ class TrainConfig:
     budget: float = 1.0  # the share of `epochs` this run trains (Fig. 8/9 runs: 0.5)
     max_steps: int = 0  # 0: no cap beyond `epochs`
     lr_schedule: str = "constant"  # constant (the paper states no schedule) | cosine
-    checkpoint_every: int = 500  # steps; a checkpoint is also written at every epoch end
+    # checkpoints (one file, written atomically): every `checkpoint_every` steps and at every
+    # epoch end; and/or every `checkpoint_minutes` of wall clock (0 turns either off)
+    checkpoint_every: int = 500
+    checkpoint_minutes: float = 0.0
     validate: bool = False  # per-epoch validation: only the runs whose report draws curves
     val_split: str = "test"  # per-epoch validation (Fig. 8/9 curves) on this split
     val_limit: int = 0  # 0: every validation pair; N: N pairs spread evenly over the split's list
     seed: int = 0
     num_workers: int = 0
     device: str = "auto"  # auto | cpu | cuda
+    # with device auto and no CUDA GPU, stop rather than train for weeks on the CPU (the paper
+    # profile); `device: cpu` trains on the CPU on purpose
+    require_cuda: bool = True
     sync_bn: bool = True  # SyncBatchNorm under DDP on GPUs (unsupported on CPU)
     precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | bf16 | fp32
     channels_last: str = "auto"  # channels-last memory: auto (on CUDA) | always | never
@@ -199,7 +205,16 @@ def validate(cfg: Config, source: str = "config") -> Config:
         t.lr_schedule in ("cosine", "constant"),
         f"{source}: train.lr_schedule must be cosine or constant, got {t.lr_schedule!r}",
     )
-    for key in ("checkpoint_every", "epochs", "batch_size"):
+    _require(
+        t.checkpoint_every >= 0 and t.checkpoint_minutes >= 0,
+        f"{source}: train.checkpoint_every and train.checkpoint_minutes must be >= 0",
+    )
+    _require(
+        t.checkpoint_every > 0 or t.checkpoint_minutes > 0,
+        f"{source}: train.checkpoint_every or train.checkpoint_minutes must be set (> 0): a "
+        "training that never checkpoints cannot resume",
+    )
+    for key in ("epochs", "batch_size"):
         value = getattr(t, key)
         _require(value >= 1, f"{source}: train.{key} must be at least 1, got {value}")
     _require(

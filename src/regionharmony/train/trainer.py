@@ -21,7 +21,7 @@ from tqdm import tqdm
 from regionharmony.config import Config
 from regionharmony.data.check import require_valid_root
 from regionharmony.data.dataset import HarmonyDataset
-from regionharmony.errors import DataError
+from regionharmony.errors import ConfigError, DataError
 from regionharmony.evaluation.protocol import score_batch
 from regionharmony.io import TRAINING_CODE, atomic_save, atomic_write_text, code_version
 from regionharmony.loss import HarmonizationLoss
@@ -34,6 +34,17 @@ from regionharmony.train.plan import BatchPlan, patch_seeds
 from regionharmony.train.step import Objective, require_finite
 
 log = logging.getLogger("regionharmony.train")
+
+
+def require_cuda_if_asked(cfg: Config, device: torch.device) -> None:
+    """Refuse to train a `require_cuda` profile on the CPU that `device: auto` fell back to."""
+    if cfg.train.require_cuda and cfg.train.device == "auto" and device.type != "cuda":
+        build = "a CPU-only build" if torch.version.cuda is None else f"CUDA {torch.version.cuda}"
+        raise ConfigError(
+            f"profile {cfg.profile!r} trains on a CUDA GPU, but torch {torch.__version__} "
+            f"({build}) sees none; install a CUDA build of torch, or train on the CPU on purpose "
+            "with --set train.device=cpu"
+        )
 
 
 def validation_indices(total: int, limit: int) -> list[int]:
@@ -59,6 +70,7 @@ class Trainer:
         self.data_root, self.out_dir = Path(data_root), Path(out_dir)
         self.subsets, self.show_progress = subsets, show_progress
         self.device = resolve_device(self.tc.device, local_rank())
+        require_cuda_if_asked(cfg, self.device)
         self.dist = init_distributed(self.device)
         if self.tc.batch_size % self.dist.world:
             raise DataError(
@@ -68,6 +80,15 @@ class Trainer:
         self.bf16 = uses_bf16(self.device, self.tc.precision)
         self.channels_last = on_for(self.device, self.tc.channels_last)
         self.sync_every = self.tc.sync_every or (25 if cuda else 1)
+        if self.dist.main:
+            log.info(
+                "device %s, precision %s, channels_last %s, compile %s, %d rank(s)",
+                self.device,
+                "bf16 autocast" if self.bf16 else "fp32",
+                self.channels_last,
+                on_for(self.device, self.tc.compile),
+                self.dist.world,
+            )
         self.model, self.criterion = self.build_networks()
         # the head's parameters are in the optimiser from step 0 (docs/design.md section 2)
         params = list(self.model.parameters()) + list(self.criterion.parameters())
@@ -106,6 +127,7 @@ class Trainer:
             self.total_steps = min(self.total_steps, self.tc.max_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.lr_factor)
         self.step = 0
+        self.saved_at = time.monotonic()
         self.last_terms: dict[str, float] = {}
         self.last_val: dict[str, float] = {}
         self.pending: list[tuple[int, dict[str, torch.Tensor]]] = []  # steps not yet synced
@@ -148,7 +170,22 @@ class Trainer:
         return 0.5 * (1 + math.cos(math.pi * min(step / max(self.total_steps, 1), 1.0)))
 
     # -- checkpoints --------------------------------------------------------------------------
+    def checkpoint_due(self) -> bool:
+        """Every `checkpoint_every` steps, or once `checkpoint_minutes` have passed since the
+        last checkpoint (the same decision on every rank: rank 0's clock is broadcast)."""
+        if self.tc.checkpoint_every and self.step % self.tc.checkpoint_every == 0:
+            return True
+        if not self.tc.checkpoint_minutes or self.step % self.sync_every:
+            return False  # the clock is read (and broadcast) once per sync window
+        due = time.monotonic() - self.saved_at >= 60 * self.tc.checkpoint_minutes
+        if self.dist.active:
+            flag = torch.tensor([float(due)], device=self.device)
+            torch.distributed.broadcast(flag, 0)
+            due = bool(flag.item())
+        return due
+
     def save_checkpoint(self) -> None:
+        self.saved_at = time.monotonic()
         if not self.dist.main:
             return
         self.checkpoints.save(
@@ -279,7 +316,7 @@ class Trainer:
                 images = (progress.format_dict.get("rate") or 0.0) * self.tc.batch_size
                 progress.set_postfix(loss=f"{self.last_terms['total']:.4f}", img_s=f"{images:.1f}")
             epoch_end = self.step % self.steps_per_epoch == 0
-            if self.step % self.tc.checkpoint_every == 0 and not epoch_end:
+            if self.checkpoint_due() and not epoch_end:
                 self.sync()
                 self.save_checkpoint()
             if self.step >= self.total_steps:
@@ -293,7 +330,8 @@ class Trainer:
             logs.log_validation(self.step // self.steps_per_epoch, self.step, self.last_val)
             log.info("epoch %d: %s", self.step // self.steps_per_epoch, self.last_val)
         # after validation, so that a run killed while validating redoes it on resume
-        self.save_checkpoint()
+        if self.tc.checkpoint_every or self.checkpoint_due():
+            self.save_checkpoint()
 
     def write_model_dir(self) -> dict[str, Any]:
         summary = {
