@@ -117,36 +117,48 @@ def write_tiny_params(path: Path) -> Path:
     return path
 
 
-def train_process(params: Path, root: Path, out: Path, epochs: int) -> subprocess.Popen:
+def train_process(
+    params: Path, root: Path, out: Path, epochs: int, checkpoints: Path | None = None
+) -> subprocess.Popen:
     command = [sys.executable, "-m", "regionharmony.cli", "train", "--params", str(params)]
     command += ["--data-root", str(root), "--out", str(out), "--no-progress"]
+    command += ["--checkpoint-dir", str(checkpoints)] if checkpoints else []
     command += ["--set", f"train.epochs={epochs}", "--set", "train.checkpoint_every=2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def test_a_run_killed_in_another_process_resumes_to_identical_bytes(tiny_root, tmp_path):
+@pytest.mark.parametrize("output_deleted", [False, True], ids=["output_kept", "output_deleted"])
+def test_a_run_killed_in_another_process_resumes_to_identical_bytes(
+    tiny_root, tmp_path, output_deleted
+):
     """`regionharmony train` killed with SIGKILL after its first checkpoint, then run again (a
-    new process, a new PID): model.pt and the DVCLive files equal an uninterrupted run's."""
+    new process, a new PID): the model directory, train.log and DVCLive files included, equals
+    an uninterrupted run's byte for byte. Also when the output folder was deleted in between,
+    as `dvc repro` deletes a stage's outputs before re-running it while the checkpoint (outside
+    them) survives: the checkpoint carries the logs."""
     params = write_tiny_params(tmp_path / "params.yaml")
     epochs = 8
-    straight = train_process(params, tiny_root, tmp_path / "straight", epochs)
+    straight = train_process(params, tiny_root, tmp_path / "straight", epochs, tmp_path / "c1")
     assert straight.wait(timeout=300) == 0, straight.stderr.read().decode()
 
-    victim = train_process(params, tiny_root, tmp_path / "resumed", epochs)
-    checkpoint = tmp_path / "resumed" / "checkpoints" / "last.pt"
+    out, checkpoints = tmp_path / "resumed", tmp_path / "c2"
+    victim = train_process(params, tiny_root, out, epochs, checkpoints)
+    checkpoint = checkpoints / "last.pt"
     deadline = time.monotonic() + 120
     while not checkpoint.exists() and victim.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
+    time.sleep(0.3)  # let it log past the checkpoint: those rows must not survive
     victim.kill()
     assert victim.wait(timeout=60) == -9, "the run ended before it could be killed"
-    assert checkpoint.exists() and not (tmp_path / "resumed" / "model.pt").exists()
-    resumed = train_process(params, tiny_root, tmp_path / "resumed", epochs)
+    assert checkpoint.exists() and not (out / "model.pt").exists()
+    if output_deleted:
+        shutil.rmtree(out)
+    resumed = train_process(params, tiny_root, out, epochs, checkpoints)
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read().decode()
+    assert "resumed from" in resumed.stderr.read().decode()
 
-    expected, got = files_of(tmp_path / "straight"), files_of(tmp_path / "resumed")
-    assert "resumed from" in got.pop("train.log").decode()
-    expected.pop("train.log")
+    expected, got = files_of(tmp_path / "straight"), files_of(out)
     assert sorted(got) == sorted(expected)
     assert got["model.pt"] == expected["model.pt"]
     assert [name for name in expected if got[name] != expected[name]] == []

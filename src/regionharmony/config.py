@@ -105,9 +105,9 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 0
     device: str = "auto"  # auto | cpu | cuda
-    # with device auto and no CUDA GPU, stop rather than train for weeks on the CPU (the paper
-    # profile); `device: cpu` trains on the CPU on purpose
-    require_cuda: bool = True
+    # with device auto and no CUDA GPU, stop rather than train for weeks on the CPU (params.yaml
+    # sets it for the paper profiles); `device: cpu` trains on the CPU on purpose
+    require_cuda: bool = False
     sync_bn: bool = True  # SyncBatchNorm under DDP on GPUs (unsupported on CPU)
     precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | bf16 | fp32
     channels_last: str = "auto"  # channels-last memory: auto (on CUDA) | always | never

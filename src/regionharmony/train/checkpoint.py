@@ -17,7 +17,7 @@ from regionharmony.io import TRAINING_CODE, atomic_save, source_digest
 log = logging.getLogger("regionharmony.train")
 
 # what `Trainer.save_checkpoint` writes (plus the fingerprint) and `Trainer.resume` reads
-CHECKPOINT_KEYS = frozenset({"generator", "head", "optimizer", "scheduler", "step", "last"})
+CHECKPOINT_KEYS = frozenset({"generator", "head", "optimizer", "scheduler", "step", "last", "logs"})
 
 
 def first_line(err: BaseException) -> str:

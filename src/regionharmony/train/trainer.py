@@ -9,6 +9,7 @@ import logging
 import math
 import sys
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,45 @@ from regionharmony.train.plan import BatchPlan, patch_seeds
 from regionharmony.train.step import Objective, require_finite
 
 log = logging.getLogger("regionharmony.train")
+
+
+def session_note(message: str, *args: object) -> None:
+    """What this process did (its device, a resume) goes to the terminal, not train.log: the
+    model directory of a resumed run must equal an uninterrupted run's byte for byte."""
+    print(message % args, file=sys.stderr)
+
+
+def log_files(out_dir: Path) -> dict[str, str]:
+    """The run's logs so far (train.log and DVCLive's files), by path relative to `out_dir`."""
+    paths = sorted(p for p in (out_dir / "live").rglob("*") if p.is_file())
+    paths += [out_dir / "train.log"] if (out_dir / "train.log").is_file() else []
+    return {p.relative_to(out_dir).as_posix(): p.read_text(encoding="utf-8") for p in paths}
+
+
+def pack_logs(files: dict[str, str]) -> torch.Tensor:
+    """The logs as a zlib-compressed JSON byte tensor (a checkpoint loads with weights_only)."""
+    data = zlib.compress(json.dumps(files, sort_keys=True).encode(), 6)
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+
+
+def unpack_logs(packed: torch.Tensor) -> dict[str, str]:
+    return json.loads(zlib.decompress(packed.cpu().numpy().tobytes()))
+
+
+def restore_log_files(out_dir: Path, files: dict[str, str]) -> None:
+    """Make the logs exactly what they were at the checkpoint: files a killed run wrote after
+    it are removed or cut back, and files DVC deleted with the stage's output are rebuilt."""
+    for path in (out_dir / "live").rglob("*"):
+        if path.is_file() and path.relative_to(out_dir).as_posix() not in files:
+            path.unlink()
+    for name, text in files.items():
+        path = out_dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if name == "train.log":  # in place: the log handler may hold the file open (append)
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write(text)
+        else:
+            atomic_write_text(text, path)
 
 
 def require_cuda_if_asked(cfg: Config, device: torch.device) -> None:
@@ -81,7 +121,7 @@ class Trainer:
         self.channels_last = on_for(self.device, self.tc.channels_last)
         self.sync_every = self.tc.sync_every or (25 if cuda else 1)
         if self.dist.main:
-            log.info(
+            session_note(
                 "device %s, precision %s, channels_last %s, compile %s, %d rank(s)",
                 self.device,
                 "bf16 autocast" if self.bf16 else "fp32",
@@ -196,6 +236,7 @@ class Trainer:
                 "scheduler": self.scheduler.state_dict(),
                 "step": torch.tensor(self.step),
                 "last": json.dumps({"terms": self.last_terms, "val": self.last_val}),
+                "logs": pack_logs(log_files(self.out_dir)),
             }
         )
 
@@ -211,7 +252,8 @@ class Trainer:
         self.step = int(state["step"])
         last = json.loads(state["last"])
         self.last_terms, self.last_val = last["terms"], last["val"]
-        log.info("resumed from %s at step %d", self.checkpoints.path, self.step)
+        restore_log_files(self.out_dir, unpack_logs(state["logs"]))
+        session_note("resumed from %s at step %d", self.checkpoints.path, self.step)
         return True
 
     # -- one step ----------------------------------------------------------------------------
