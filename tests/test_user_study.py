@@ -154,6 +154,8 @@ def test_names_and_places_are_checked(inputs, tmp_path):
         user_study.parse_method("full")
     with pytest.raises(StudyError, match="letters, digits"):
         user_study.parse_method("my method=x")
+    with pytest.raises(StudyError, match="letters, digits"):
+        user_study.parse_method("full\n=x")
     assert not (tmp_path / "s").exists()
 
 
@@ -195,3 +197,15 @@ def test_the_shuffle_port_matches_known_values():
     assert sorted(shuffled(items, 7)) == items and shuffled(items, 7) == shuffled(items, 7)
     orders = {tuple(shuffled(items[:3], seed)) for seed in range(200)}
     assert len(orders) == 6  # every permutation of three options occurs
+
+
+def test_markup_in_the_title_is_escaped_and_the_manifest_holds_no_markup(inputs, tmp_path):
+    group_dir, methods = inputs
+    title = "<script>alert('RHXSS')</script> & <img src=x onerror=alert(1)>"
+    build_study(group_dir, methods, tmp_path / "study", title=title)
+    page = (tmp_path / "study" / "index.html").read_text(encoding="utf-8")
+    assert "<script>alert" not in page and "<img src=x" not in page
+    assert page.count("&lt;script&gt;alert(&#x27;RHXSS&#x27;)&lt;/script&gt; &amp; ") == 2
+    manifest = re.search(r'id="study-data">(.*?)</script>', page, re.S).group(1)
+    assert not set("<>&") & set(manifest)
+    assert load_key(tmp_path / "study.key.json").study_id == json.loads(manifest)["study_id"]

@@ -4,6 +4,10 @@ Needs Debian's `chromium` and `chromium-driver` (/usr/bin/chromium, /usr/bin/chr
 paths via RH_CHROMIUM / RH_CHROMEDRIVER) and the `selenium` package; nothing is downloaded at
 run time. Without them the tests are skipped with the reason, unless RH_REQUIRE_BROWSER=1 (set
 by .ci/run), which makes a missing browser a failure.
+
+The last tests open the Table V report rendered from hostile votes files (markup in file names,
+choices, groups, participant ids, the title) and a study page given a markup participant id: no
+script may run (no alert dialog) and each string must read back as plain text.
 """
 
 from __future__ import annotations
@@ -17,7 +21,13 @@ import time
 from pathlib import Path
 
 import pytest
-from study_helpers import write_inputs
+from study_helpers import (
+    HOSTILE_PARTICIPANT,
+    HOSTILE_TITLE,
+    hostile_study,
+    render_report,
+    write_inputs,
+)
 
 from regionharmony.study.build import build_study
 from regionharmony.study.votes import group_seed, load_key, load_votes, votes_payload
@@ -268,3 +278,51 @@ def test_the_page_works_from_a_static_server(browser, server):
     wait(browser, lambda d: progress(d) == f"Group 2 of {len(KEYS)} \u00b7 1 answered")
     browser.refresh()
     wait(browser, lambda d: progress(d) == f"Group 2 of {len(KEYS)} \u00b7 1 answered")
+
+
+# -- hostile strings: shown, never run -------------------------------------------------------------
+@pytest.fixture(scope="module")
+def hostile(browser, tmp_path_factory, hermetic_kernel):
+    """(report, study page folder, hostile strings): the Table V report over hostile votes."""
+    root, strings = hostile_study(tmp_path_factory.mktemp("hostile"))
+    return render_report(root, "votes", "hostile", n_boot=50), root / "study", strings
+
+
+def assert_no_alert(driver) -> None:
+    """No alert, confirm or prompt dialog is open (a payload that ran would have opened one)."""
+    from selenium.common.exceptions import NoAlertPresentException
+
+    with pytest.raises(NoAlertPresentException):
+        driver.switch_to.alert  # noqa: B018
+
+
+PLANTED = "document.querySelectorAll('iframe, svg, object, embed, [onerror], [onload]').length"
+
+
+def test_the_report_of_hostile_votes_runs_no_injected_script(browser, hostile):
+    report, _, strings = hostile
+    browser.get(report.as_uri())
+    wait(browser, lambda d: d.execute_script("return document.readyState;") == "complete")
+    time.sleep(1)  # a broken image's onerror, an svg's onload fire right after the load
+    assert_no_alert(browser)
+    assert browser.execute_script(f"return {PLANTED};") == 0
+    text = browser.find_element("tag name", "body").text
+    for what, value in strings.items():
+        assert value in text, what
+
+
+def test_markup_in_the_title_and_the_participant_id_stays_text(browser, hostile):
+    from selenium.webdriver.common.by import By
+
+    _, page, _ = hostile
+    start(browser, page.joinpath("index.html").as_uri(), HOSTILE_PARTICIPANT)
+    assert_no_alert(browser)
+    assert browser.find_element("id", "who").text == f"Participant: {HOSTILE_PARTICIPANT}"
+    assert browser.find_element("id", "title").text == HOSTILE_TITLE
+    assert browser.title == HOSTILE_TITLE
+    browser.find_element("id", "switch").click()  # the start screen lists it as a button
+    resume = [b.text for b in browser.find_elements(By.CSS_SELECTOR, "#resume-list button")]
+    assert HOSTILE_PARTICIPANT in resume
+    time.sleep(0.5)
+    assert_no_alert(browser)
+    assert browser.execute_script(f"return {PLANTED};") == 0

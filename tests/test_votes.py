@@ -12,7 +12,7 @@ from study_helpers import CHOICES, GROUPS, cli, write_inputs, write_votes
 
 from regionharmony.study.build import build_study
 from regionharmony.study.preference import luce_mm, preferred_over, tally
-from regionharmony.study.votes import load_key, load_votes
+from regionharmony.study.votes import VotesError, load_key, load_votes
 
 
 @pytest.fixture
@@ -189,3 +189,65 @@ def test_the_papers_table5_is_transcribed_consistently():
     assert paper["votes"].sum() == 28 * 99  # participants x groups, one vote each
     shares = (100 * paper["votes"] / paper["votes"].sum()).round(2)
     assert list(shares) == list(paper["preference"]) == [11.76, 18.80, 17.71, 22.29, 29.44]
+
+
+def test_a_number_as_participant_id_is_refused_as_not_a_string(study, tmp_path):
+    votes = tmp_path / "votes"
+    write_votes(votes, study, {"p1": CHOICES["p1"], "p2": CHOICES["p2"]})
+    edit(votes / "p1.json", lambda d: d.update(participant=5))
+    edit(votes / "p2.json", lambda d: d.update(participant=None))
+    reasons = rejected_reasons(votes, study)
+    assert "participant id 5 is a number, not a string" in reasons["p1.json"]
+    assert "no participant id (`participant` missing or null)" in reasons["p2.json"]
+    assert not [m for m in reasons.values() if "surrounding spaces" in m]
+
+
+def test_cli_tally_of_a_missing_votes_folder_is_an_error(study, tmp_path, capsys):
+    from regionharmony.cli import main as cli_main
+
+    missing = tmp_path / "no-such-votes"
+    for run in (cli, lambda argv: cli_main(["user-study", *argv])):
+        assert run(["tally", "--votes-dir", str(missing), "--key", str(study)]) == 1
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert captured.err == f"error: votes folder {missing} does not exist\n"
+    (tmp_path / "file.json").write_text("{}")
+    assert cli(["tally", "--votes-dir", str(tmp_path / "file.json"), "--key", str(study)]) == 1
+    assert capsys.readouterr().err.endswith("file.json is not a folder\n")
+
+
+def test_control_characters_and_long_values_are_escaped_in_messages(study, tmp_path, capsys):
+    votes = tmp_path / "votes"
+    write_votes(votes, study, {"p1": CHOICES["p1"]})
+    spoof = "spoof\x1b[2K\rok.json"
+    (votes / spoof).write_text("{")
+    edit(votes / "p1.json", lambda d: d["votes"][0].update(choice="\x1b[31m" + "x" * 500))
+    reasons = rejected_reasons(votes, study)
+    assert reasons[spoof].startswith(repr(str(votes / spoof)) + ": not a JSON file")
+    assert "unknown choice '\\x1b[31mxxx" in reasons["p1.json"] and reasons["p1.json"].endswith("…")
+    assert len(reasons["p1.json"]) < 200
+    assert cli(["tally", "--votes-dir", str(votes), "--key", str(study), "--bootstrap", "10"]) == 0
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\r" not in err
+    assert [line.startswith("rejected: ") for line in err.splitlines()] == [True, True]
+
+
+def test_a_key_with_a_markup_method_name_is_refused(study, tmp_path, capsys):
+    hostile = "<img src=x onerror=alert(1)>"
+
+    def rename(d):
+        d["methods"] = [hostile if m == "l1" else m for m in d["methods"]]
+        for group in d["groups"]:
+            for option in group["options"]:
+                option["method"] = hostile if option["method"] == "l1" else option["method"]
+
+    edit(study, rename)
+    with pytest.raises(VotesError, match=r"method name '<img .*' is not letters, digits"):
+        load_key(study)
+    edit(study, lambda d: d.update(methods=[m.replace(hostile, "l1\n") for m in d["methods"]]))
+    with pytest.raises(VotesError, match=r"method name 'l1\\n' is not letters"):
+        load_key(study)
+    (tmp_path / "votes").mkdir()
+    assert cli(["tally", "--votes-dir", str(tmp_path / "votes"), "--key", str(study)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1

@@ -218,6 +218,56 @@ def provenance_html(
     )
 
 
+# -- escaped HTML ---------------------------------------------------------------------------------
+# Strings from result or votes files (file names, participant ids, choices, method and group
+# names) never reach a report as markup: notebooks show them through these helpers, which escape
+# every character that HTML gives a meaning (and wrap the output so MathJax leaves `$` alone),
+# never through Markdown or a pandas Styler (neither escapes).
+ESCAPED_CLASS = "rh-escaped tex2jax_ignore mathjax_ignore"
+
+
+def escape(value: Any) -> str:
+    """`value` as HTML text: `str(value)` with & < > " ' escaped; a dash for None / NaN."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "—"
+    return html.escape(str(value), quote=True)
+
+
+def code_html(value: Any) -> str:
+    """`value` in a <code> element, escaped."""
+    return f"<code>{escape(value)}</code>"
+
+
+def _escaped_labels(index: Any) -> Any:
+    import pandas as pd
+
+    if isinstance(index, pd.MultiIndex):
+        labels = pd.MultiIndex.from_tuples(
+            [tuple(escape(part) for part in label) for label in index],
+            names=[None if n is None else escape(n) for n in index.names],
+        )
+    else:
+        labels = pd.Index([escape(label) for label in index], dtype=object)
+        labels.name = None if index.name is None else escape(index.name)
+    return labels
+
+
+def html_table(frame: Any, index: bool = True) -> str:
+    """A DataFrame (or Series) as an HTML table in which every label and cell is escaped
+    text (`escape`); MultiIndex columns keep their spans."""
+    import pandas as pd
+
+    if isinstance(frame, pd.Series):
+        frame = frame.to_frame()
+    cells = pd.DataFrame(
+        [[escape(v) for v in row] for row in frame.itertuples(index=False, name=None)],
+        index=_escaped_labels(frame.index),
+        columns=_escaped_labels(frame.columns),
+    )
+    table = cells.to_html(escape=False, index=index, border=0, na_rep="—")
+    return f'<div class="{ESCAPED_CLASS}">{table}</div>'
+
+
 # -- seeds, noise and claims ----------------------------------------------------------------------
 LOWER_IS_BETTER = {"mse": True, "fmse": True, "psnr": False, "ssim": False, "fssim": False}
 

@@ -5,6 +5,9 @@
                                    [--title TEXT] [--resize-to-composite] [--force]
     regionharmony user-study tally --votes-dir DIR --key study.key.json [--json]
 
+`tally` needs --votes-dir to be an existing folder (a missing one is an error, not "no votes");
+an empty folder is a study without votes yet.
+
 The paper (Sec. IV-C, Fig. 3, Table V) shows each participant groups of images (the composite
 and the results of several methods) in a shuffled order, without labels, and counts how often
 each method is picked as the aesthetically best.
@@ -32,7 +35,10 @@ title in which a method name appears as a word.
 
 The page works from `file://` (open OUT/index.html) and from any static server
 (`python -m http.server -d OUT`). Give participants OUT alone (copy it, or serve OUT, not its
-parent): the key beside it names every image's method. See templates/user_study.html,
+parent): the key beside it names every image's method. The page shows text only through
+`textContent` (a participant id is never parsed as HTML) and embeds the manifest as JSON with
+`<`, `>` and `&` escaped. Messages show paths and names through `votes.shown` / `votes.quoted`
+(control characters escaped). See templates/user_study.html,
 regionharmony.study.votes and regionharmony.study.preference.
 """
 
@@ -54,10 +60,16 @@ from PIL import Image, UnidentifiedImageError
 from regionharmony.errors import UserError
 from regionharmony.io import atomic_directory, atomic_write_text, code_version
 from regionharmony.study.preference import tally
-from regionharmony.study.votes import FORMAT_VERSION, KEY_FORMAT, VotesError
+from regionharmony.study.votes import (
+    FORMAT_VERSION,
+    KEY_FORMAT,
+    METHOD_NAME,
+    VotesError,
+    quoted,
+    shown,
+)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-METHOD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 DEFAULT_TITLE = "Which image looks best?"
 MAX_LISTED = 5  # names listed in an error
 
@@ -75,14 +87,14 @@ class Candidate:
 
 
 def _listing(items: list[str]) -> str:
-    shown = ", ".join(items[:MAX_LISTED])
-    return shown + (f" and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else "")
+    listed = ", ".join(shown(item) for item in items[:MAX_LISTED])
+    return listed + (f" and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else "")
 
 
 def image_files(folder: Path) -> dict[str, Path]:
     """Image files under `folder` by key (relative path without extension, '/' separated)."""
     if not folder.is_dir():
-        raise StudyError(f"{folder}: not a folder")
+        raise StudyError(f"{shown(folder)}: not a folder")
     found: dict[str, Path] = {}
     for path in sorted(folder.rglob("*")):
         relative = path.relative_to(folder)
@@ -92,7 +104,10 @@ def image_files(folder: Path) -> dict[str, Path]:
             continue
         key = relative.with_suffix("").as_posix()
         if key in found:
-            raise StudyError(f"{folder}: two images for {key!r}: {found[key].name}, {path.name}")
+            raise StudyError(
+                f"{shown(folder)}: two images for {quoted(key)}: {shown(found[key].name)}, "
+                f"{shown(path.name)}"
+            )
         found[key] = path
     return found
 
@@ -101,9 +116,9 @@ def parse_method(spec: str) -> tuple[str, Path]:
     """`NAME=DIR` -> (NAME, DIR)."""
     name, sep, folder = spec.partition("=")
     if not (sep and folder):
-        raise StudyError(f"--method expects NAME=DIR, got {spec!r}")
+        raise StudyError(f"--method expects NAME=DIR, got {quoted(spec)}")
     if not METHOD_NAME.match(name):
-        raise StudyError(f"--method {spec!r}: a name is letters, digits and _ . + - only")
+        raise StudyError(f"--method {quoted(spec)}: a name is letters, digits and _ . + - only")
     return name, Path(folder)
 
 
@@ -115,7 +130,8 @@ def match_groups(
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise StudyError(
-            f"method name used twice (the composite is {composite_name!r}): " + ", ".join(repeated)
+            f"method name used twice (the composite is {quoted(composite_name)}): "
+            + ", ".join(map(quoted, repeated))
         )
     if not methods:
         raise StudyError(
@@ -123,7 +139,7 @@ def match_groups(
         )
     groups = image_files(group_dir)
     if not groups:
-        raise StudyError(f"{group_dir}: no images ({', '.join(IMAGE_SUFFIXES)})")
+        raise StudyError(f"{shown(group_dir)}: no images ({', '.join(IMAGE_SUFFIXES)})")
     out = {key: [Candidate(composite_name, path)] for key, path in groups.items()}
     for name, folder in methods:
         files = image_files(folder)
@@ -131,13 +147,13 @@ def match_groups(
         extra = sorted(set(files) - set(groups))
         if missing:
             raise StudyError(
-                f"method {name!r} ({folder}) lacks {len(missing)} of the {len(groups)} images "
-                f"of {group_dir}: {_listing(missing)}"
+                f"method {name!r} ({shown(folder)}) lacks {len(missing)} of the {len(groups)} "
+                f"images of {shown(group_dir)}: {_listing(missing)}"
             )
         if extra:
             raise StudyError(
-                f"method {name!r} ({folder}) has {len(extra)} images that {group_dir} lacks: "
-                f"{_listing(extra)}"
+                f"method {name!r} ({shown(folder)}) has {len(extra)} images that "
+                f"{shown(group_dir)} lacks: {_listing(extra)}"
             )
         for key in groups:
             out[key].append(Candidate(name, files[key]))
@@ -151,7 +167,7 @@ def open_rgb(path: Path) -> Image.Image:
             image.load()
             return image.convert("RGB")
     except (OSError, UnidentifiedImageError) as err:
-        raise StudyError(f"{path}: not a readable image ({err})") from err
+        raise StudyError(f"{shown(path)}: not a readable image ({err})") from err
 
 
 def check_images(groups: dict[str, list[Candidate]], resize: bool) -> str:
@@ -170,7 +186,7 @@ def check_images(groups: dict[str, list[Candidate]], resize: bool) -> str:
             digest.update(hashlib.sha256(candidate.path.read_bytes()).digest())
         reference = sizes[groups[key][0].method]
         mismatched += [
-            f"{c.path} is {sizes[c.method][0]}x{sizes[c.method][1]}, the composite "
+            f"{shown(c.path)} is {sizes[c.method][0]}x{sizes[c.method][1]}, the composite "
             f"{reference[0]}x{reference[1]}"
             for c in groups[key][1:]
             if sizes[c.method] != reference
@@ -223,7 +239,9 @@ def render_page(study_id: str, title: str, planned: list[dict[str, Any]]) -> str
         "study_id": study_id,
         "groups": [{"id": g["id"], "options": [o["id"] for o in g["options"]]} for g in planned],
     }
-    data = json.dumps(manifest, separators=(",", ":")).replace("</", "<\\/")
+    data = json.dumps(manifest, separators=(",", ":"))
+    # inside <script>: no `<`, `>` or `&` at all (JSON reads the \u escapes back)
+    data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     template = resources.files("regionharmony.study").joinpath("templates/user_study.html")
     page = template.read_text(encoding="utf-8")
     return page.replace("__TITLE__", html.escape(title)).replace("__STUDY_DATA__", data)
@@ -258,13 +276,17 @@ def build_study(
     out = Path(out)
     key_path = Path(key_path) if key_path else default_key_path(out)
     if key_path.resolve().is_relative_to(out.resolve()):
-        raise StudyError(f"--key {key_path} lies inside {out}: participants would see it")
+        raise StudyError(
+            f"--key {shown(key_path)} lies inside {shown(out)}: participants would see it"
+        )
     if not METHOD_NAME.match(composite_name):
-        raise StudyError(f"--composite-name {composite_name!r}: letters, digits, _ . + - only")
+        raise StudyError(
+            f"--composite-name {quoted(composite_name)}: letters, digits, _ . + - only"
+        )
     names = [composite_name] + [name for name, _ in methods]
     leaked = revealed_methods(title, names)
     if leaked:
-        raise StudyError(f"--title {title!r} names a method ({', '.join(leaked)})")
+        raise StudyError(f"--title {quoted(title)} names a method ({', '.join(leaked)})")
     groups = match_groups(Path(group_dir), methods, composite_name)
     digest = check_images(groups, resize)
     study_id, planned = plan_study(groups, digest, composite_name)
@@ -373,13 +395,24 @@ def run_build(args: argparse.Namespace) -> int:
     )
     key_path = args.key or default_key_path(args.out)
     print(
-        f"wrote {args.out}/index.html: study {key['study_id']}, {len(key['groups'])} groups x "
-        f"{len(key['methods'])} images; key (keep it from participants): {key_path}"
+        f"wrote {shown(Path(args.out) / 'index.html')}: study {key['study_id']}, "
+        f"{len(key['groups'])} groups x {len(key['methods'])} images; key (keep it from "
+        f"participants): {shown(key_path)}"
     )
     return 0
 
 
+def check_votes_dir(folder: Path) -> None:
+    """A VotesError (one line `error: ...`, exit 1) unless `folder` is an existing folder: a
+    mistyped --votes-dir must not read as a study without votes."""
+    if not folder.exists():
+        raise VotesError(f"votes folder {shown(folder)} does not exist")
+    if not folder.is_dir():
+        raise VotesError(f"votes folder {shown(folder)} is not a folder")
+
+
 def run_tally(args: argparse.Namespace) -> int:
+    check_votes_dir(Path(args.votes_dir))
     result = tally(args.votes_dir, args.key, n_boot=args.bootstrap)
     for _, message in result.loaded.rejected:
         print(f"rejected: {message}", file=sys.stderr)
@@ -395,14 +428,14 @@ def run_tally(args: argparse.Namespace) -> int:
         print(json.dumps(payload, indent=2))
         return 0
     if result.choices.empty:
-        print(f"no votes in {args.votes_dir} for study {result.key.study_id}")
+        print(f"no votes in {shown(args.votes_dir)} for study {result.key.study_id}")
         return 0
-    shown = result.table.sort_values("rank")
+    ranked = result.table.sort_values("rank")
     print(
         f"study {result.key.study_id}: {result.participants} participants, "
-        f"{int(shown['votes'].sum())} votes"
+        f"{int(ranked['votes'].sum())} votes"
     )
-    print(shown.round(3).to_string())
+    print(ranked.round(3).to_string())
     print(
         f"Fleiss' kappa {result.agreement['kappa']:.3f} over "
         f"{int(result.agreement['groups'])} groups"

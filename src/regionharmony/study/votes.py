@@ -23,7 +23,15 @@ option, repeats a group, or records an order that the page could not have shown:
 group's place in it, with the same string hash (FNV-1a, 32 bit, over UTF-8) and PRNG
 (mulberry32) + Fisher-Yates shuffle as the page's JavaScript, ported here bit for bit.
 Duplicates: a second file of a participant already seen (files taken in name order) is rejected,
-naming the first one.
+naming the first one. A participant id is a JSON string (the page always writes one), not empty and
+without surrounding spaces; a number such as `5` is refused as not a string, not converted (its
+seeds would be those of some other text). Method names in a key must be what `build` accepts
+(`METHOD_NAME`).
+
+Messages: every string that comes from a file (a path, a participant id, a choice, a group name)
+is shown through `shown` / `quoted`, so a control or formatting character (a newline, an ANSI
+escape, a bidi override) appears escaped, never raw; it cannot spoof a terminal line. Pages and
+reports escape the messages again for HTML.
 
 The statistics of the tally are in `regionharmony.study.preference`.
 """
@@ -32,6 +40,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +54,22 @@ FORMAT_VERSION = 1
 SEPARATOR = "\x1f"  # joins participant and group in the seed string (never typed by a user)
 ORDER_SALT = "group-order"  # the seed of a participant's group order: (participant, ORDER_SALT)
 MASK32 = 0xFFFFFFFF
+METHOD_NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.+-]*\Z")  # what `build` accepts as a name
+QUOTED_LIMIT = 80  # characters of a quoted value in a message
+
+
+def shown(text: object) -> str:
+    """A path or name as a message shows it: as it is when every character is printable, else
+    its repr() (control and formatting characters escaped, so it stays one honest line)."""
+    text = str(text)
+    return text if text.isprintable() else repr(text)
+
+
+def quoted(value: object, limit: int = QUOTED_LIMIT) -> str:
+    """A value from a file as a message quotes it: repr() (escapes control characters), cut to
+    `limit` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class VotesError(UserError, ValueError):
@@ -121,7 +146,7 @@ class StudyKey:
 
 def _require(condition: bool, path: Path, message: str) -> None:
     if not condition:
-        raise VotesError(f"{path}: {message}")
+        raise VotesError(f"{shown(path)}: {message}")
 
 
 def load_key(path: str | Path) -> StudyKey:
@@ -129,23 +154,32 @@ def load_key(path: str | Path) -> StudyKey:
     path = Path(path)
     if not path.is_file():
         raise VotesError(
-            f"{path}: key file not found (written by `regionharmony user-study build`)"
+            f"{shown(path)}: key file not found (written by `regionharmony user-study build`)"
         )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise VotesError(f"{path}: not a JSON file ({err})") from err
+        raise VotesError(f"{shown(path)}: not a JSON file ({err})") from err
     _require(isinstance(data, dict) and data.get("format") == KEY_FORMAT, path, "not a study key")
-    _require(data.get("version") == FORMAT_VERSION, path, f"key version {data.get('version')!r}")
+    _require(
+        data.get("version") == FORMAT_VERSION, path, f"key version {quoted(data.get('version'))}"
+    )
     try:
         methods = tuple(data["methods"])
+        bad = [m for m in methods if not (isinstance(m, str) and METHOD_NAME.match(m))]
+        _require(
+            not bad,
+            path,
+            f"method name {quoted(bad[0]) if bad else ''} is not letters, digits, _ . + - only",
+        )
+        _require(data["composite"] in methods, path, "the composite is not one of the methods")
         groups = {}
         for entry in data["groups"]:
             options = {o["id"]: o["method"] for o in entry["options"]}
             _require(
                 sorted(options.values()) == sorted(methods),
                 path,
-                f"group {entry['id']} does not list each method once",
+                f"group {quoted(entry['id'])} does not list each method once",
             )
             groups[entry["id"]] = Group(entry["id"], entry["key"], options)
         return StudyKey(
@@ -158,7 +192,9 @@ def load_key(path: str | Path) -> StudyKey:
             data.get("participant_folder", ""),
         )
     except (KeyError, TypeError) as err:
-        raise VotesError(f"{path}: malformed study key (missing or wrong field {err})") from err
+        raise VotesError(
+            f"{shown(path)}: malformed study key (missing or wrong field {err})"
+        ) from err
 
 
 def option_of(key: StudyKey, group: Group, method: str) -> str:
@@ -166,7 +202,7 @@ def option_of(key: StudyKey, group: Group, method: str) -> str:
     for option, name in group.options.items():
         if name == method:
             return option
-    raise VotesError(f"{key.path}: group {group.key} has no method {method!r}")
+    raise VotesError(f"{shown(key.path)}: group {quoted(group.key)} has no method {method!r}")
 
 
 def votes_payload(
@@ -177,7 +213,7 @@ def votes_payload(
     by_name = {g.key: g for g in key.groups.values()}
     unknown = sorted(set(choices) - set(by_name))
     if unknown:
-        raise VotesError(f"{key.path}: no group named {', '.join(unknown)}")
+        raise VotesError(f"{shown(key.path)}: no group named {', '.join(map(quoted, unknown))}")
     group_order = shuffled(sorted(key.groups), order_seed(participant))
     votes = []
     for position, group_id in enumerate(group_order, start=1):
@@ -185,7 +221,7 @@ def votes_payload(
         if group.key not in choices:
             continue
         seed = group_seed(participant, group_id)
-        shown = shuffled(list(group.options), seed)
+        order = shuffled(list(group.options), seed)
         method = choices[group.key]
         choice = None if method is None else option_of(key, group, method)
         votes.append(
@@ -193,9 +229,9 @@ def votes_payload(
                 "group": group_id,
                 "position": position,
                 "seed": seed,
-                "shown": shown,
+                "shown": order,
                 "choice": choice,
-                "choice_index": None if choice is None else shown.index(choice) + 1,
+                "choice_index": None if choice is None else order.index(choice) + 1,
                 "time": time,
                 "elapsed_ms": 0,
             }
@@ -246,14 +282,27 @@ class LoadedVotes:
     def votes(self) -> list[Vote]:
         return [v for f in self.files for v in f.votes]
 
+    @property
+    def missing(self) -> bool:
+        """The votes folder does not exist (or is not a folder)."""
+        return not self.folder.is_dir()
+
+    def rejected_rows(self) -> list[tuple[str, str]]:
+        """(file, why) per rejected file, the file as messages show it (`shown`); plain text,
+        to be escaped by whatever displays it."""
+        return [(shown(path), message) for path, message in self.rejected]
+
 
 def _parse_vote(raw: Any, participant: str, key: StudyKey, path: Path, index: int) -> Vote:
     where = f"vote {index + 1}"
     _require(isinstance(raw, dict), path, f"{where} is not an object")
-    group = key.groups.get(raw.get("group"))
-    _require(group is not None, path, f"{where}: group {raw.get('group')!r} is not in the study")
+    group_id = raw.get("group")
+    group = key.groups.get(group_id) if isinstance(group_id, str) else None
+    _require(group is not None, path, f"{where}: group {quoted(group_id)} is not in the study")
     seed = group_seed(participant, group.id)
-    _require(raw.get("seed") == seed, path, f"{where}: seed {raw.get('seed')!r}, expected {seed}")
+    _require(
+        raw.get("seed") == seed, path, f"{where}: seed {quoted(raw.get('seed'))}, expected {seed}"
+    )
     expected = shuffled(list(group.options), seed)
     _require(
         raw.get("shown") == expected,
@@ -261,15 +310,23 @@ def _parse_vote(raw: Any, participant: str, key: StudyKey, path: Path, index: in
         f"{where}: the order shown is not the one the page derives from the participant id",
     )
     choice = raw.get("choice")
-    _require(choice is None or choice in group.options, path, f"{where}: unknown choice {choice!r}")
+    _require(
+        choice is None or (isinstance(choice, str) and choice in group.options),
+        path,
+        f"{where}: unknown choice {quoted(choice)}",
+    )
     index = raw.get("choice_index")
     _require(
         index == (None if choice is None else expected.index(choice) + 1),
         path,
-        f"{where}: choice_index {index!r} does not point at the choice",
+        f"{where}: choice_index {quoted(index)} does not point at the choice",
     )
     position = raw.get("position")
-    _require(isinstance(position, int), path, f"{where}: position {position!r} is not an integer")
+    _require(
+        isinstance(position, int) and not isinstance(position, bool),
+        path,
+        f"{where}: position {quoted(position)} is not an integer",
+    )
     return Vote(
         participant=participant,
         group=group.id,
@@ -281,26 +338,45 @@ def _parse_vote(raw: Any, participant: str, key: StudyKey, path: Path, index: in
     )
 
 
+def json_type(value: Any) -> str:
+    """The JSON name of a parsed value's type (for messages)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return {dict: "object", list: "array", str: "string"}.get(type(value), type(value).__name__)
+
+
 def parse_votes_file(path: Path, key: StudyKey) -> VotesFile:
     """One votes file, checked against the key; VotesError naming the file if unusable."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise VotesError(f"{path}: not a JSON file ({err})") from err
+        raise VotesError(f"{shown(path)}: not a JSON file ({err})") from err
     _require(isinstance(data, dict), path, "not a JSON object")
     _require(data.get("format") == VOTES_FORMAT, path, "not a votes file of a study page")
-    _require(data.get("version") == FORMAT_VERSION, path, f"version {data.get('version')!r}")
+    _require(data.get("version") == FORMAT_VERSION, path, f"version {quoted(data.get('version'))}")
     study = data.get("study_id")
     _require(
         study == key.study_id,
         path,
-        f"from another study ({study!r}; the key {key.path} is study {key.study_id!r})",
+        f"from another study ({quoted(study)}; the key {shown(key.path)} is study "
+        f"{key.study_id!r})",
     )
     participant = data.get("participant")
+    _require(participant is not None, path, "no participant id (`participant` missing or null)")
     _require(
-        isinstance(participant, str) and participant.strip() == participant and participant,
+        isinstance(participant, str),
         path,
-        f"participant id {participant!r} is empty or has surrounding spaces",
+        f"participant id {quoted(participant)} is a {json_type(participant)}, not a string: "
+        'the page writes it as a JSON string (e.g. "p01")',
+    )
+    _require(
+        participant.strip() == participant and participant,
+        path,
+        f"participant id {quoted(participant)} is empty or has surrounding spaces",
     )
     raw_votes = data.get("votes")
     _require(isinstance(raw_votes, list), path, "no `votes` list")
@@ -316,11 +392,13 @@ def parse_votes_file(path: Path, key: StudyKey) -> VotesFile:
         _require(
             vote.position == expected,
             path,
-            f"vote {i + 1}: position {vote.position}, expected {expected}",
+            f"vote {i + 1}: position {quoted(vote.position)}, expected {expected}",
         )
     seen: set[str] = set()
     for vote in votes:
-        _require(vote.group not in seen, path, f"group {vote.group} ({vote.group_key}) twice")
+        _require(
+            vote.group not in seen, path, f"group {vote.group} ({quoted(vote.group_key)}) twice"
+        )
         seen.add(vote.group)
     return VotesFile(path, participant, tuple(votes))
 
@@ -343,8 +421,8 @@ def load_votes(folder: str | Path, key: StudyKey) -> LoadedVotes:
             loaded.rejected.append(
                 (
                     path,
-                    f"{path}: duplicate: participant {parsed.participant!r} already voted in "
-                    f"{earlier}; keep one file per participant",
+                    f"{shown(path)}: duplicate: participant {quoted(parsed.participant)} already "
+                    f"voted in {shown(earlier)}; keep one file per participant",
                 )
             )
             continue
