@@ -3,6 +3,10 @@ and the OpenMP wait policy are set before torch starts: `regionharmony.cpu_threa
 
 from __future__ import annotations
 
+import ctypes
+import os
+import signal
+import sys
 from contextlib import AbstractContextManager, nullcontext
 
 import torch
@@ -47,3 +51,22 @@ def on_for(device: torch.device, setting: str) -> bool:
 def uses_bf16(device: torch.device, precision: str) -> bool:
     """ "auto": bf16 autocast on CUDA (the paper profile's speed default), fp32 on the CPU."""
     return precision == "bf16" or (precision == "auto" and device.type == "cuda")
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def stop_with_parent() -> None:
+    """Have the kernel send this process SIGTERM when its parent dies (Linux), so that a trainer
+    whose `dvc repro` was killed does not run on, writing into outputs a later run owns. Where
+    that is not available (another OS) it does nothing."""
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)

@@ -40,6 +40,7 @@ from regionharmony.config import Config, config_from_args
 from regionharmony.cpu_threads import usable_cpus
 from regionharmony.errors import ConfigError
 from regionharmony.options import add_config, add_progress, add_subsets
+from regionharmony.runtime import stop_with_parent
 from regionharmony.train.logs import attach_log_file
 from regionharmony.train.step import NonFiniteLossError
 from regionharmony.train.trainer import Trainer
@@ -98,6 +99,7 @@ def train_one(
     threads: int = 0,
 ) -> dict[str, Any]:
     """One training run into `out` (its own train.log); the model directory's summary."""
+    stop_with_parent()
     if threads:
         torch.set_num_threads(threads)
     # OUT is created by the first thing written into it (the log, DVCLive, a checkpoint): a
@@ -105,7 +107,12 @@ def train_one(
     handler = attach_log_file(out / "train.log")
     try:
         trainer = Trainer(cfg, data_root, out, checkpoint_dir, subsets, show_progress=progress)
-        return trainer.run()
+        if trainer.dist.main:  # one trainer per checkpoint directory (CheckpointStore.lock)
+            trainer.checkpoints.lock()
+        try:
+            return trainer.run()
+        finally:
+            trainer.checkpoints.unlock()
     finally:
         handler.close()  # detaches it from the logger too
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -79,3 +82,34 @@ class CheckpointStore:
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
+
+    def lock(self) -> None:
+        """Hold `directory/.lock` for this process's lifetime: a second trainer on the same
+        checkpoint directory (a stale one, a second `dvc repro`) is refused, not interleaved."""
+        lock_path = self.path.parent / ".lock"
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(lock_path, "a+")  # noqa: SIM115 (held until the process ends)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "another process"
+            handle.close()
+            raise CheckpointError(
+                f"{self.path.parent} is in use by another training (pid {owner}); wait for it "
+                "or stop it, then run again"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._lock = handle
+
+    def unlock(self) -> None:
+        handle = getattr(self, "_lock", None)
+        if handle is not None:
+            (self.path.parent / ".lock").unlink(missing_ok=True)
+            handle.close()
+            self._lock = None
+            with contextlib.suppress(OSError):  # a folder the lock alone created goes with it
+                self.path.parent.rmdir()

@@ -120,7 +120,7 @@ class Trainer:
         self.bf16 = uses_bf16(self.device, self.tc.precision)
         self.channels_last = on_for(self.device, self.tc.channels_last)
         self.sync_every = self.tc.sync_every or (25 if cuda else 1)
-        if self.dist.main:
+        if self.dist.main and cuda:
             session_note(
                 "device %s, precision %s, channels_last %s, compile %s, %d rank(s)",
                 self.device,
