@@ -39,6 +39,7 @@ CASES: dict[str, tuple[list[str], str]] = {
         ["--batch", "2", "--size", "32", "--warmup", "0", "--repeat", "1"],
         "batched ms",
     ),
+    "paper_cost.py": (["--quick"], "== side by side =="),
     "inference.py": (
         ["--profile", "mini", "--sizes", "32", "--variants", "fp32", "fold+cl"]
         + ["--min-time", "0", "--max-reps", "1"],
