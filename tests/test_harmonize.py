@@ -224,6 +224,71 @@ def test_bad_inputs_give_named_errors(tmp_path, engine):
         harmonize(unreadable, mask, engine)
 
 
+# -- --invert-mask: the background harmonised to the foreground ------------------------------
+
+
+@pytest.mark.parametrize("size", [(97, 131), (21, 27)], ids=["low_resolution", "own_size"])
+def test_an_inverted_mask_harmonises_the_other_region(engine, size):
+    composite, mask = make_pair(*size)
+    out = np.asarray(harmonize(composite, mask, engine, invert_mask=True))
+    assert np.array_equal(out[mask], composite[mask])  # the original foreground is kept
+    assert not np.array_equal(out[~mask], composite[~mask])  # the rest was harmonised
+    assert np.array_equal(out, np.asarray(harmonize(composite, ~mask, engine)))
+
+
+def test_inverting_twice_is_not_inverting(engine, tmp_path):
+    composite, mask = make_pair(60, 44, seed=4)
+    plain = np.asarray(harmonize(composite, mask, engine))
+    assert np.array_equal(np.asarray(harmonize(composite, ~mask, engine, invert_mask=True)), plain)
+    # through files, and with a soft (grey-level) mask: the threshold is applied first, then
+    # the inversion, so grey 127 counts as background and 128 as foreground
+    soft = np.where(mask, 128, 127).astype(np.uint8)
+    inverted = np.where(mask, 127, 128).astype(np.uint8)
+    Image.fromarray(soft).save(tmp_path / "soft.png")
+    Image.fromarray(inverted).save(tmp_path / "inverted.png")
+    assert np.array_equal(np.asarray(harmonize(composite, tmp_path / "soft.png", engine)), plain)
+    twice = harmonize(composite, tmp_path / "inverted.png", engine, invert_mask=True)
+    assert np.array_equal(np.asarray(twice), plain)
+
+
+def test_the_package_function_takes_invert_mask(engine):
+    import regionharmony
+
+    composite, mask = make_pair(30, 40)
+    out = np.asarray(regionharmony.harmonize(composite, mask, engine, invert_mask=True))
+    assert np.array_equal(out[mask], composite[mask])
+
+
+def test_an_inverted_mask_without_background_is_refused_saying_so(engine):
+    composite, mask = make_pair(30, 40)
+    with pytest.raises(HarmonizeError, match="--invert-mask"):
+        harmonize(composite, np.zeros_like(mask), engine, invert_mask=True)
+    with pytest.raises(HarmonizeError, match="--invert-mask"):
+        harmonize(composite, np.ones_like(mask), engine, invert_mask=True)
+
+
+def test_command_inverts_the_mask_in_single_and_folder_mode(tmp_path, model_dir):
+    comp_path, mask_path = write_pair(tmp_path / "in", "a", 61, 45)
+    options = ["--device", "cpu", "--precision", "fp32"]
+    single = tmp_path / "single.png"
+    args = ["--checkpoint", str(model_dir), str(comp_path), str(mask_path), "--out", str(single)]
+    assert main([*args, *options, "--invert-mask"]) == 0
+    expected = harmonize(
+        comp_path, mask_path, model_dir, device="cpu", precision="fp32", invert_mask=True
+    )
+    assert np.asarray(Image.open(single)).tobytes() == np.asarray(expected).tobytes()
+    mask = load_mask(mask_path)
+    assert np.array_equal(np.asarray(expected)[mask], load_composite(comp_path)[mask])
+
+    out = tmp_path / "folder"
+    folder = ["--checkpoint", str(model_dir), "--input-dir", str(tmp_path / "in")]
+    folder += ["--out-dir", str(out), "--no-progress", *options]
+    assert main([*folder, "--invert-mask", "true"]) == 0
+    assert (out / "a.png").read_bytes() == single.read_bytes()
+    assert main([*folder, "--invert-mask", "false"]) == 0
+    assert (out / "a.png").read_bytes() != single.read_bytes()
+
+
 def test_float_arrays_must_be_in_0_1(engine):
     """A float array is read on the 0-1 scale; one in 0-255 (or below 0) is refused, not clipped
     to a near-white image. Overshoot of under half an 8-bit level is rounding: accepted."""
@@ -437,5 +502,35 @@ def test_unusable_model_is_a_one_line_error(tmp_path, model_dir, capsys):
     out = tmp_path / "o.png"
     assert main(["--checkpoint", str(broken), str(comp_path), str(mask_path), "--out", str(out)])
     err = capsys.readouterr().err.strip()
-    assert err.startswith(f"error: {broken}: not a usable model") and "\n" not in err
+    assert err.startswith(f"error: {broken / 'model.pt'}: not a usable checkpoint")
+    assert "\n" not in err
     assert not out.exists()
+
+
+def test_batchnorm_folding_finds_its_layers_by_type():
+    """Folding does not depend on attribute names: a block with names of its own is folded,
+    and one whose convolution output is also used beside its BatchNorm is left alone."""
+
+    class Odd(torch.nn.Module):
+        def __init__(self, reuse: bool) -> None:
+            super().__init__()
+            self.alpha, self.beta = torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.BatchNorm2d(4)
+            self.reuse = reuse
+
+        def forward(self, x, mask):
+            y = self.alpha(x)
+            return self.beta(y) + (y if self.reuse else 0)
+
+    for reuse in (False, True):
+        net = Odd(reuse).double()
+        net.beta.running_mean.uniform_(-1, 1)
+        net.beta.running_var.uniform_(0.5, 2)
+        probe = (torch.rand(1, 3, 8, 8, dtype=torch.float64), torch.zeros(1, 1, 8, 8))
+        if reuse:
+            with pytest.raises(RuntimeError, match="changed the network's output"):
+                fold_batchnorm(net, probe)
+        else:
+            folded = fold_batchnorm(net, probe)
+            assert isinstance(folded.beta, torch.nn.Identity)
+            with torch.no_grad():
+                assert torch.allclose(folded(*probe), net.eval()(*probe), atol=1e-9)
