@@ -95,18 +95,19 @@ def baseline_network(name: str):
     import torch
     from torch import nn
 
+    from regionharmony.data.dataset import to_tensor
+    from regionharmony.evaluation.protocol import to_uint8
+
     if name not in BASELINES:
         raise ValueError(f"unknown baseline {name!r}; choose one of {sorted(BASELINES)}")
     function = BASELINES[name]
 
     class Baseline(nn.Module):
         def forward(self, composite: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-            images = composite.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8)
-            images = images.permute(0, 2, 3, 1).cpu().numpy()
+            images = to_uint8(composite)
             masks = mask[:, 0].detach().cpu().numpy() > 0.5
-            out = np.stack([function(i, m) for i, m in zip(images, masks, strict=True)])
-            tensor = torch.from_numpy(out).permute(0, 3, 1, 2).float() / 255.0
-            return tensor.to(composite.device)
+            out = [function(i, m) for i, m in zip(images, masks, strict=True)]
+            return torch.stack([to_tensor(o) for o in out]).to(composite.device)
 
     Baseline.__name__ = Baseline.__qualname__ = f"{name.capitalize()}Baseline"
     return Baseline()

@@ -37,7 +37,13 @@ EXIF orientation is applied; palette, grayscale, 16-bit, RGBA/LA (alpha dropped)
 images are converted to 8-bit RGB. A mask is any single-channel or RGB(A) image; a pixel is
 foreground when its 8-bit grayscale value (ITU-R 601 luma, PIL's "L") is above
 ``MASK_THRESHOLD`` = 127; a mask whose alpha channel is not fully opaque (a cut-out) uses the
-alpha channel instead. Bad input raises `HarmonizeError` (a ValueError) naming the file.
+alpha channel instead. So a soft mask (feathered or anti-aliased edges, grey levels) is cut at
+half its range: grey 128-255 is foreground, 0-127 background; nothing is blended. Bad input
+raises `HarmonizeError` (a ValueError) naming the file.
+
+Inverted masks: ``--invert-mask`` (``invert_mask=True``) harmonises the background to the
+foreground: the thresholded mask is inverted before the network sees it, so the output keeps
+the composite's pixels inside the original mask and changes those outside it.
 
 Writing: atomically, through a hidden ``.NAME.PID.tmp`` beside each result. Before it writes,
 the command removes such temporaries left by a killed run (their PID is not running), and in
@@ -61,7 +67,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from regionharmony.errors import HarmonizeError
+from regionharmony.errors import CheckpointError, HarmonizeError
 from regionharmony.inference.pairing import (
     Pair,
     pairs_by_mask_dir,
@@ -69,6 +75,7 @@ from regionharmony.inference.pairing import (
     pairs_from_list,
 )
 from regionharmony.inference.user_images import (
+    MASK_THRESHOLD,
     OUTPUT_FORMATS,
     ImageSource,
     check_not_a_symlink_loop,
@@ -85,7 +92,6 @@ from regionharmony.inference.user_images import (
 )
 
 if TYPE_CHECKING:
-    import torch
 
     from regionharmony.inference.engine import Engine
 
@@ -105,13 +111,6 @@ def working_size(height: int, width: int, max_side: int) -> tuple[int, int]:
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
-def _to_tensor(image: np.ndarray) -> torch.Tensor:
-    import torch
-
-    array = image[None] if image.ndim == 2 else image.transpose(2, 0, 1)
-    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32) / 255.0)[None]
-
-
 def _resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """Bicubic (antialiased) resize with Pillow, as the evaluation protocol does."""
     from regionharmony.data import resize_image
@@ -127,9 +126,12 @@ def _resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def run_network(engine: Engine, composite: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """The blended network output H * M + I' * (1 - M), float (H, W, 3) in [0, 1]."""
-    comp_t, mask_t = _to_tensor(composite), _to_tensor(mask.astype(np.uint8) * 255)
+    from regionharmony.data.dataset import to_tensor
+    from regionharmony.model.harmonizer import blend
+
+    comp_t, mask_t = to_tensor(composite)[None], to_tensor(mask.astype(bool))[None]
     raw = engine(comp_t, mask_t).cpu()
-    blended = (raw * mask_t + comp_t * (1 - mask_t)).clamp(0, 1)
+    blended = blend(raw, comp_t, mask_t)
     return blended[0].permute(1, 2, 0).numpy()
 
 
@@ -228,10 +230,11 @@ def as_engine(model: Any, device: str = "auto", precision: str = "auto") -> Engi
         path = Path(model)
         try:
             return load_engine(path, device=device, precision=precision)
-        except FileNotFoundError as err:
+        # load_checkpoint's one line names the file and why: unreadable, or weights that do
+        # not fit config.json (the keys and shapes that differ)
+        except (FileNotFoundError, CheckpointError) as err:
             raise HarmonizeError(str(err)) from None
-        # a user's file: unpickling errors, weights that do not fit config.json, a config
-        # without train.image_size, ...; the first two lines of torch's message say which
+        # anything else of a user's file: a config.json without train.image_size, ...
         except Exception as err:
             reason = " ".join(line.strip() for line in str(err).splitlines()[:2])[:300]
             raise HarmonizeError(f"{path}: not a usable model ({reason})") from None
@@ -249,13 +252,21 @@ def harmonize(
     strategy: str = DEFAULT_STRATEGY,
     device: str = "auto",
     precision: str = "auto",
+    invert_mask: bool = False,
 ) -> Image.Image:
     """Harmonise `composite` through `mask` with `model`; returns the RGB image, full size.
 
     composite, mask: paths, PIL images or numpy arrays (see the module docstring for the
-    conversions and the mask threshold). A numpy array is bool, uint8 (0-255), uint16 or float
+    conversions). A numpy array is bool, uint8 (0-255), uint16 or float
     in [0, 1]; a float array with values above 1 or below 0 (e.g. floats in 0-255) raises
     HarmonizeError instead of being clipped: pass such an array as uint8 or divide it by 255.
+    The mask is binary: a pixel whose 8-bit grey level is above ``MASK_THRESHOLD`` = 127 is
+    foreground, any other background, so a soft (feathered, anti-aliased) mask is cut at half
+    its range, not blended; a cut-out (an RGBA or LA image with transparent pixels) can be the
+    mask: its alpha channel is used, with the same threshold.
+    invert_mask: swap the roles of the two regions: harmonise the background to the
+    foreground (the thresholded mask is inverted before the network sees it, and the result
+    keeps the composite's pixels where the mask is foreground).
     model: a model directory (model.pt + config.json), its
     model.pt, a loaded network or an `inference.Engine` (reuse one for many images).
     max_side: the working resolution (default: the model's training size); strategy: how the
@@ -267,7 +278,9 @@ def harmonize(
     """
     image = load_composite(composite)
     fg = load_mask(mask)
-    check_pair(image, fg, label_of(mask, "mask"))
+    if invert_mask:
+        fg = ~fg
+    check_pair(image, fg, label_of(mask, "mask"), inverted=invert_mask)
     try:
         engine = as_engine(model, device, precision)
     except ValueError as err:
@@ -347,7 +360,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "DIR --out-dir DIR, pairing NAME.jpg with NAME_mask.png (--mask-suffix), masks of the "
         "same name in another folder (--mask-dir, the DIH99 layout), RealHM's NAME_composite.jpg "
         "with NAME_mask.jpg (--composite-suffix _composite --recursive), or an iHarmony4 list "
-        "(--list). A mask pixel is foreground when its grayscale value is above 127."
+        "(--list). A mask pixel is foreground when its grayscale value is above 127 (a "
+        "cut-out's alpha channel, when it has transparent pixels); --invert-mask harmonises "
+        "the background to the foreground instead."
     )
     parser.add_argument(
         "--checkpoint",
@@ -357,7 +372,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="model directory (model.pt + config.json) or its model.pt",
     )
     parser.add_argument("composite", nargs="?", type=Path, help="the composite image")
-    parser.add_argument("mask", nargs="?", type=Path, help="its foreground mask")
+    parser.add_argument(
+        "mask",
+        nargs="?",
+        type=Path,
+        help="its foreground mask: a pixel is foreground when its 8-bit grey level is above "
+        f"{MASK_THRESHOLD}, so a soft mask is cut at half its range, not blended; a cut-out "
+        "(RGBA or LA with transparent pixels) works too: its alpha channel is the mask",
+    )
     parser.add_argument("--out", type=Path, help="output image (.png, .jpg, .tif, .webp)")
     parser.add_argument("--input-dir", type=Path, metavar="DIR", help="folder of composites")
     parser.add_argument("--out-dir", type=Path, metavar="DIR", help="folder for the results")
@@ -391,6 +413,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=yes_no,
         metavar="true|false",
         help="folder mode: walk subfolders (a bare --recursive means true)",
+    )
+    parser.add_argument(
+        "--invert-mask",
+        nargs="?",
+        const=True,
+        default=False,
+        type=yes_no,
+        metavar="true|false",
+        help="harmonise the background to the foreground: the mask (after the threshold) is "
+        "inverted before the network sees it, and the foreground keeps the composite's pixels "
+        "(single and folder mode; a bare --invert-mask means true)",
     )
     parser.add_argument(
         "--ext",
@@ -459,7 +492,11 @@ def check_mode(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    options = {"max_side": args.max_side, "strategy": args.strategy}
+    options = {
+        "max_side": args.max_side,
+        "strategy": args.strategy,
+        "invert_mask": args.invert_mask,
+    }
     try:
         mode = check_mode(args)
         if args.max_side is not None and args.max_side < 1:
