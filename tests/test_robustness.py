@@ -575,3 +575,27 @@ def test_a_second_trainer_on_the_same_checkpoint_directory_is_refused(tiny_root,
     finally:
         first.kill()
         first.wait(timeout=30)
+
+
+def test_train_on_a_full_disk_is_one_line_and_leaves_nothing(
+    tiny_root, tmp_path, capsys, monkeypatch
+):
+    """A write failing for lack of space (here: writing the model directory at the end) is one
+    line naming the path; the model folder the run created is gone, the checkpoint folder
+    outside it stays for a re-run."""
+    import errno
+
+    from regionharmony.train import Trainer
+
+    def full(self):
+        raise OSError(errno.ENOSPC, "No space left on device", str(self.out_dir / "model.pt"))
+
+    monkeypatch.setattr(Trainer, "write_model_dir", full)
+    params = write_tiny_params(tmp_path / "params.yaml")
+    out, checkpoints = tmp_path / "models" / "m", tmp_path / "ckpt"
+    argv = ["train", "--params", str(params), "--data-root", str(tiny_root), "--out", str(out)]
+    argv += ["--checkpoint-dir", str(checkpoints), "--no-progress"]
+    assert main(argv) == 1
+    line = one_error_line(capsys)
+    assert "No space left on device" in line and str(out / "model.pt") in line
+    assert not out.exists()

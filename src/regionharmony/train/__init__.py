@@ -30,6 +30,7 @@ import argparse
 import copy
 import json
 import multiprocessing
+import shutil
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ import torch
 
 from regionharmony.config import Config, config_from_args
 from regionharmony.cpu_threads import usable_cpus
-from regionharmony.errors import ConfigError
+from regionharmony.errors import ConfigError, UserError
 from regionharmony.options import add_config, add_progress, add_subsets
 from regionharmony.runtime import stop_with_parent
 from regionharmony.train.logs import attach_log_file
@@ -98,10 +99,15 @@ def train_one(
     progress: bool,
     threads: int = 0,
 ) -> dict[str, Any]:
-    """One training run into `out` (its own train.log); the model directory's summary."""
+    """One training run into `out` (its own train.log); the model directory's summary.
+
+    A failure to write (a full disk, a read-only folder) is one line naming the path, and the
+    partial `out` it leaves is removed when this run created it: the checkpoint, outside it or
+    not, keeps what a re-run needs (it carries the logs)."""
     stop_with_parent()
     if threads:
         torch.set_num_threads(threads)
+    existed = out.exists()
     # OUT is created by the first thing written into it (the log, DVCLive, a checkpoint): a
     # run refused for its data root or its checkpoint leaves no empty model directory behind
     handler = attach_log_file(out / "train.log")
@@ -113,8 +119,37 @@ def train_one(
             return trainer.run()
         finally:
             trainer.checkpoints.unlock()
+    except OSError as err:
+        if isinstance(err, FileExistsError):
+            raise
+        handler.close()
+        if not existed:
+            keep = trainer_checkpoint_dir(out, checkpoint_dir)
+            remove_partial_output(out, keep)
+        where = err.filename or out
+        raise UserError(f"{where}: {err.strerror or err} (training into {out})") from None
     finally:
         handler.close()  # detaches it from the logger too
+
+
+def trainer_checkpoint_dir(out: Path, checkpoint_dir: Path | None) -> Path:
+    return Path(checkpoint_dir) if checkpoint_dir else out / "checkpoints"
+
+
+def remove_partial_output(out: Path, keep: Path) -> None:
+    """Remove what a failed run wrote into `out`, except the checkpoint folder `keep` if it
+    lies inside (a re-run resumes from it)."""
+    if not out.is_dir():
+        return
+    for child in out.iterdir():
+        if child == keep or keep.is_relative_to(child):
+            continue
+        if child.is_dir():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+    if not any(out.iterdir()):
+        out.rmdir()
 
 
 def auto_jobs(cfg: Config) -> int:
