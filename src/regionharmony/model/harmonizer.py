@@ -127,8 +127,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """Load a trained generator in eval mode.
 
     `path` is a model directory (holding model.pt and config.json) or its model.pt. A missing,
-    truncated or foreign file raises `CheckpointError` naming it.
+    truncated or foreign file raises `CheckpointError` naming it, in one line; weights that do
+    not fit the network config.json describes are refused naming the keys that are missing or
+    unexpected and the shapes that differ (the first three of each, with their count).
     """
+    from collections.abc import Mapping
+
     path = Path(path)
     weights = path / "model.pt" if path.is_dir() else path
     config_file = weights.parent / "config.json"
@@ -141,12 +145,56 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     except (OSError, ValueError) as err:
         raise CheckpointError(f"{config_file}: unreadable model config ({err})") from None
     model = build_model(config_from_dict(saved, str(config_file)))
+
+    def unusable(reason: str) -> CheckpointError:
+        reason = " ".join(reason.split()) or "no reason given"  # one line
+        reason = reason if len(reason) <= 400 else reason[:397] + "..."
+        return CheckpointError(f"{weights}: not a usable checkpoint for {config_file} ({reason})")
+
+    def listed(count: int, what: str, items: list[str], sep: str = ", ") -> str:
+        more = f"{sep}..." if len(items) > 3 else ""
+        return f"{count} {what} ({sep.join(items[:3])}{more})"
+
     try:
         state = torch.load(weights, map_location=map_location, weights_only=True)
-        model.load_state_dict(state)
-    except Exception as err:  # truncated zip, pickle error, a state dict of another model
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    except Exception as err:  # truncated zip, pickle error, a pickled object of another kind
+        text = str(err) or type(err).__name__
+        marker = "WeightsUnpickler error:"  # torch's refusal: a paragraph around one sentence
+        if marker in text:
+            detail = text.split(marker, 1)[1].split("Please use", 1)[0]
+            text = "not weights that torch.load reads safely: " + detail.split("Check the doc")[0]
+        raise unusable(text) from None
+    if not isinstance(state, Mapping):
+        raise unusable(f"it holds a {type(state).__name__}, not a state dict of weights")
+    if isinstance(state.get("generator"), Mapping):
+        raise unusable(
+            "a resumable training checkpoint (last.pt), not a model directory's model.pt"
+        )
+    expected = model.state_dict()
+    missing = [key for key in expected if key not in state]
+    unexpected = [str(key) for key in state if key not in expected]
+    shapes = [
+        f"{key} {list(state[key].shape)} vs {list(tensor.shape)}"
+        for key, tensor in expected.items()
+        if isinstance(state.get(key), torch.Tensor) and state[key].shape != tensor.shape
+    ]
+    parts = []
+    if missing:
+        parts.append(listed(len(missing), "missing key" + "s" * (len(missing) > 1), missing))
+    if unexpected:
+        many = "s" * (len(unexpected) > 1)
+        parts.append(listed(len(unexpected), f"unexpected key{many}", unexpected))
+    if shapes:
+        what = "shapes differ" if len(shapes) > 1 else "shape differs"
+        what += f", {weights.name} vs {config_file.name}"
+        parts.append(listed(len(shapes), what, shapes, "; "))
+    if parts:
         raise CheckpointError(
-            f"{weights}: not a usable checkpoint for {config_file} ({first})"
-        ) from None
+            f"{weights}: not a usable checkpoint for {config_file}: the weights do not fit the "
+            f"network it describes: {', '.join(parts)}"
+        )
+    try:
+        model.load_state_dict(state)
+    except Exception as err:  # e.g. a value that is not a tensor
+        raise unusable(str(err)) from None
     return model.to(map_location).eval()
