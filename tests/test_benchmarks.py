@@ -40,6 +40,7 @@ CASES: dict[str, tuple[list[str], str]] = {
         "batched ms",
     ),
     "paper_cost.py": (["--quick"], "== side by side =="),
+    "metrics_speed.py": (["--data-root", "{data}", "--quick"], "items/s"),
     "inference.py": (
         ["--profile", "mini", "--sizes", "32", "--variants", "fp32", "fold+cl"]
         + ["--min-time", "0", "--max-reps", "1"],

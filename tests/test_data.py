@@ -399,6 +399,76 @@ def test_check_data_cli_exit_codes_and_report(root, tmp_path, capsys):
     assert str(root / "HCOCO/masks/c1_1.png") in capsys.readouterr().err
 
 
+# breakers of different files, each problem still reported beside the others
+FILE_BREAKERS = [
+    "entry without file",
+    "missing mask",
+    "missing real",
+    "unreadable image",
+    "truncated image",
+    "truncated mask",
+    "mask size mismatch",
+    "real size mismatch",
+    "empty mask",
+    "lists disagree",
+]
+
+
+def break_everything(root: Path) -> Path:
+    """Every breaker of `FILE_BREAKERS` and a mask without background (a warning); returns that
+    mask."""
+    for kind in FILE_BREAKERS:
+        BREAKERS[kind][0](root)
+    whole = root / "HCOCO/masks/c1_2.png"
+    save_mask(whole, np.full((32, 40), 255, np.uint8))
+    return whole
+
+
+def test_check_data_workers_give_the_serial_report(root, tmp_path, capsys, monkeypatch):
+    import regionharmony.data.check as check
+
+    whole = break_everything(root)
+    pooled = []
+    inspect_all = check._inspect_all
+
+    def spy(files, decode, workers, progress):
+        pooled.append(workers)
+        return inspect_all(files, decode, workers, progress)
+
+    monkeypatch.setattr(check, "_inspect_all", spy)
+    serial_warnings: list[str] = []
+    serial = check_root(root, warnings=serial_warnings, workers=1)
+    assert not pooled
+    for kind in FILE_BREAKERS:
+        assert any(str(root / BREAKERS[kind][1]) in p for p in serial), kind
+    assert any(str(whole) in w for w in serial_warnings)
+    for workers in (2, 3, "auto"):
+        warnings: list[str] = []
+        assert check_root(root, warnings=warnings, workers=workers) == serial
+        assert warnings == serial_warnings
+    assert pooled[:2] == [2, 3]
+    headers = check_root(root, decode=False, workers=1)
+    assert check_root(root, decode=False, workers=2) == headers != serial
+
+    reports = {}
+    for workers in ("1", "2"):
+        report = tmp_path / f"report{workers}.txt"
+        argv = ["--data-root", str(root), "--report", str(report), "--no-progress"]
+        assert check_main([*argv, "--workers", workers]) == 1
+        reports[workers] = (report.read_bytes(), capsys.readouterr().err)
+    assert reports["1"] == reports["2"]
+    assert b"warning: " in reports["1"][0] and b"truncated" in reports["1"][0]
+
+
+def test_check_data_workers_option(root, capsys):
+    argv = ["--data-root", str(root), "--no-progress"]
+    assert check_main([*argv, "--workers", "0"]) == 0  # 0 and 1: this process
+    assert "OK" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        check_main([*argv, "--workers", "many"])
+    assert "'auto'" in capsys.readouterr().err
+
+
 # -- prepare and atomic output --------------------------------------------------------------
 
 

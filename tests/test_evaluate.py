@@ -130,3 +130,59 @@ def test_a_corrupt_image_found_late_leaves_no_output(root, tmp_path, capsys):
     args = ["--data-root", str(root), "--baseline", "composite", "--size", "16"]
     assert main([*args, "--out", str(out), "--no-progress"]) == 1
     assert "d90001-2_1_1.jpg" in capsys.readouterr().err and not out.exists()
+
+
+def test_loader_workers_do_not_change_the_results(mini_root, tmp_path):
+    outputs = {}
+    for workers in (0, 2):
+        out = tmp_path / f"w{workers}"
+        settings = dict(size=32, batch_size=3, save_images=True, progress=False)
+        evaluate_model(Identity(), mini_root, out, workers=workers, **settings)
+        outputs[workers] = {
+            p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()
+        }
+    assert outputs[0] == outputs[2]  # per_image.csv, metrics.json and every image, byte for byte
+    assert len(outputs[0]) == 2 + 16
+
+
+def test_a_corrupt_image_in_a_worker_raises_the_same_error(root, tmp_path):
+    late = root / "Hday2night" / "composite_images" / "d90001-2_1_1.jpg"
+    late.write_bytes(late.read_bytes()[:-200])
+    messages = []
+    for workers in (0, 2):
+        with pytest.raises(DataError, match="d90001-2_1_1.jpg") as info:
+            evaluate_model(None, root, tmp_path / "out", size=16, batch_size=1, workers=workers)
+        messages.append(str(info.value))
+    assert messages[0] == messages[1] and "\n" not in messages[0]  # not the worker's traceback
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_command_line_loads_with_workers_by_default(mini_root, tmp_path, monkeypatch):
+    import regionharmony.evaluation.evaluate as evaluation
+
+    used = []
+
+    class Recording(evaluation.DataLoader):
+        def __init__(self, *args, **kwargs):
+            used.append(kwargs["num_workers"])
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "DataLoader", Recording)
+    monkeypatch.setattr(evaluation, "usable_cpus", lambda: 4)
+    args = ["--data-root", str(mini_root), "--baseline", "composite", "--size", "16"]
+    assert main([*args, "--out", str(tmp_path / "a"), "--device", "cpu", "--no-progress"]) == 0
+    assert main([*args, "--out", str(tmp_path / "b"), "--workers", "0", "--no-progress"]) == 0
+    threads = torch.get_num_threads()
+    assert used == [max(1, min(4 - threads, evaluation.MAX_AUTO_WORKERS, 2)), 0]  # 16 pairs / 8
+    assert (tmp_path / "a" / "per_image.csv").read_bytes() == (
+        tmp_path / "b" / "per_image.csv"
+    ).read_bytes()
+    assert evaluation.auto_workers(100, torch.device("cuda")) == 3  # one core for the main process
+    # a small /dev/shm (a container's 64 MB) caps them: 3 x 14.7 MB batches of 8 at 256 px each
+    free = 64 * 2**20
+    assert evaluation.shared_memory_workers(8 * 256 * 256 * 28, tmp_path) >= 0
+    monkeypatch.setattr(evaluation, "shared_memory_workers", lambda b: free // 2 // (3 * b))
+    assert evaluation.auto_workers(100, torch.device("cuda"), 8 * 256 * 256 * 28) == 0
+    assert evaluation.auto_workers(100, torch.device("cuda"), 8 * 64 * 64 * 28) == 3
+    with pytest.raises(SystemExit):
+        main([*args, "--out", str(tmp_path / "c"), "--workers", "-1"])

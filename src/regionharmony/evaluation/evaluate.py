@@ -14,6 +14,13 @@ into place; an existing OUTDIR is replaced only then):
                            means, foreground-ratio bins; "no_background" when some masks
                            cover the whole image (`no_background_note`)
     OUTDIR/images/<subset>/<name>.png   with --save-images
+
+Decoding the full-size originals (about 0.6 s per HAdobe5k pair) and resizing them is done by
+DataLoader worker processes (`--workers`, default auto: `auto_workers`); the model and the
+metrics stay in the main process, and the loader keeps the list order, so the results are the
+same for any worker count. A worker does numpy / Pillow work only: torch runs each worker with
+one intra-op thread (its DataLoader worker loop calls ``torch.set_num_threads(1)``), so the
+workers do not compete with the main process's thread team (`regionharmony.cpu_threads`).
 """
 
 from __future__ import annotations
@@ -21,16 +28,20 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
 from PIL import Image
 from torch import nn
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, Dataset, Subset, default_collate
 from tqdm import tqdm
 
-from regionharmony.data.check import require_valid_root
+from regionharmony.cpu_threads import usable_cpus
+from regionharmony.data.check import parse_workers, require_valid_root
 from regionharmony.data.dataset import HarmonyDataset
 from regionharmony.data.layout import SUBSETS
 from regionharmony.errors import DataError
@@ -51,6 +62,7 @@ log = logging.getLogger("regionharmony.evaluation.evaluate")
 
 COLUMNS = ["subset", "name", "fg_ratio", "mse", "psnr", "fmse", "ssim", "fssim"]
 MAX_NAMED = 10  # how many images the no-background warning names
+MAX_AUTO_WORKERS = 16  # `auto_workers`' cap: each worker holds a full-size pair and 2 batches
 
 
 def no_background_note(names: list[str], size: int, with_model: bool) -> dict:
@@ -95,6 +107,61 @@ def limited(dataset: HarmonyDataset, limit: int | None) -> HarmonyDataset | Subs
     return Subset(dataset, keep)
 
 
+SHARED_MEMORY = Path("/dev/shm")
+PREFETCH = 2  # batches each worker loads ahead (the DataLoader's default prefetch_factor)
+
+
+def shared_memory_workers(batch_bytes: int, folder: Path = SHARED_MEMORY) -> int | None:
+    """How many workers the free shared memory holds, each with its `PREFETCH` batches and one
+    more being read, using at most half of it; None where there is no such folder."""
+    try:
+        stats = os.statvfs(folder)
+    except (OSError, AttributeError):
+        return None
+    free = stats.f_bavail * stats.f_frsize
+    return free // 2 // ((PREFETCH + 1) * max(1, batch_bytes))
+
+
+def auto_workers(batches: int, device: torch.device, batch_bytes: int = 0) -> int:
+    """`--workers auto`: the usable CPUs less the main process's share (one core beside a GPU,
+    which runs the model while the main process scores; torch's intra-op threads when the model
+    runs on the CPU), at least 1, at most `MAX_AUTO_WORKERS` and one per batch; fewer (down to
+    0, loading in this process) where /dev/shm is too small for the batches of `batch_bytes`
+    that workers pass through it (a container's 64 MB default)."""
+    main_share = 1 if device.type != "cpu" else torch.get_num_threads()
+    wanted = max(1, min(usable_cpus() - main_share, MAX_AUTO_WORKERS, batches))
+    room = shared_memory_workers(batch_bytes) if batch_bytes else None
+    if room is not None and room < wanted:
+        log.info("evaluate: /dev/shm holds the batches of %d loader worker(s) only", room)
+        wanted = room
+    return wanted
+
+
+class _Guarded(Dataset):
+    """A dataset whose failures come back as values: an item that raises returns the exception,
+    which `_collate` passes on and the main process raises as it was (a worker's exception
+    would otherwise be re-raised with the worker's traceback folded into its message)."""
+
+    def __init__(self, data: Dataset) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> Any:
+        try:
+            return self.data[index]
+        except Exception as err:
+            return err
+
+
+def _collate(items: Sequence[Any]) -> Any:
+    for item in items:
+        if isinstance(item, BaseException):
+            return item
+    return default_collate(items)
+
+
 @torch.no_grad()
 def evaluate_model(
     model: nn.Module | None,
@@ -110,7 +177,7 @@ def evaluate_model(
     limit: int | None = None,
     device: str = "cpu",
     batch_size: int = 8,
-    workers: int = 0,
+    workers: int | str = 0,
     source: str | None = None,
     progress: bool = True,
 ) -> dict:
@@ -118,6 +185,8 @@ def evaluate_model(
 
     `model(composite, mask)` takes (B, 3, H, W) in [0, 1] and (B, 1, H, W) in {0, 1} and returns
     the raw harmonised image, which `score_batch` blends. Returns the metrics.json content.
+    `workers`: DataLoader worker processes, 0 (the default here) loads in this process, "auto"
+    `auto_workers` (the command line's default).
     """
     if psnr_range not in PSNR_RANGES:
         raise DataError(f"psnr_range must be one of {PSNR_RANGES}, got {psnr_range!r}")
@@ -134,12 +203,25 @@ def evaluate_model(
     target = resolve_device(device)
     if model is not None:
         model = model.to(target).eval()
-    loader = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=workers)
+    workers = parse_workers(workers)
+    if workers == "auto":
+        batch_bytes = batch_size * size * size * 7 * 4  # float32 composite, mask and real
+        workers = auto_workers(-(-len(data) // batch_size), target, batch_bytes)
+    log.info("evaluate: %d pairs, %d loader worker(s)", len(data), workers)
+    loader = DataLoader(
+        _Guarded(data),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=_collate,
+    )
 
     with atomic_directory(out, replace=True) as tmp:
         rows = []
         no_background: list[str] = []
         for batch in tqdm(loader, desc=f"evaluate {split}", unit="batch", disable=not progress):
+            if isinstance(batch, BaseException):
+                raise batch
             composite, mask = batch["composite"].to(target), batch["mask"].to(target)
             raw = None if model is None else model(composite, mask)
             preds, scores = score_batch(
@@ -251,7 +333,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_device(parser)
     parser.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
     parser.add_argument(
-        "--workers", type=int, default=0, help="data-loading worker processes (default 0)"
+        "--workers",
+        type=parse_workers,
+        default="auto",
+        help="processes that decode and resize the pairs: a number (0: in this process) or "
+        f"'auto' (default): the usable CPUs less one (less torch's threads on --device cpu), at "
+        f"most {MAX_AUTO_WORKERS}, fewer where /dev/shm cannot hold their batches; results "
+        "are the same for any number",
     )
     parser.add_argument(
         "--headline",

@@ -27,7 +27,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from scipy.ndimage import correlate
+from scipy.ndimage import correlate1d
 from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
 
 PsnrRange = Literal["official", "255", "target"]
@@ -85,30 +85,62 @@ def psnr(pred: np.ndarray, target: np.ndarray, data_range: PsnrRange = "official
     return float(peak_signal_noise_ratio(target, pred, data_range=peak))
 
 
-def gaussian_window(size: int = 11, sigma: float = 1.5) -> np.ndarray:
+def gaussian_kernel(size: int = 11, sigma: float = 1.5) -> np.ndarray:
+    """The 1-D Gaussian of the SSIM window, normalised to sum 1."""
     g = np.exp(-((np.arange(size) - size // 2) ** 2) / (2 * sigma**2))
-    g /= g.sum()
+    return g / g.sum()
+
+
+def gaussian_window(size: int = 11, sigma: float = 1.5) -> np.ndarray:
+    """The 2-D SSIM window, the outer product of `gaussian_kernel` with itself."""
+    g = gaussian_kernel(size, sigma)
     return np.outer(g, g)
+
+
+def _blur_planes(planes: np.ndarray) -> np.ndarray:
+    """Zero-padded correlation of each (H, W) plane of `planes` (N, H, W) with the 11 x 11
+    Gaussian window, done separably: the 1-D kernel along W, then along H.
+
+    Each pass runs along the contiguous last axis (scipy's line-by-line filter is several times
+    slower on a strided axis), with a transposing copy in between, so the result is transposed:
+    (N, W, H). Per pixel it is the weighted sum of a 2-D ``correlate(x, gaussian_window(),
+    mode="constant")`` summed in another order: equal to it up to float64 rounding, not bit for
+    bit (scipy's 2-D correlate adds the 121 products one after the other).
+    """
+    g = gaussian_kernel()
+    along_w = correlate1d(planes, g, axis=-1, mode="constant")
+    return correlate1d(
+        np.ascontiguousarray(along_w.transpose(0, 2, 1)), g, axis=-1, mode="constant"
+    )
 
 
 def iih_ssim_map(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
     """The SSIM map of IIH's ``pytorch_ssim`` as ``ih_evaluation.py`` calls it: per channel,
-    11 x 11 Gaussian (sigma 1.5) with ZERO padding of 5 pixels, C1 = 0.01 ** 2, C2 = 0.03 ** 2."""
-    window = gaussian_window()
+    11 x 11 Gaussian (sigma 1.5) with ZERO padding of 5 pixels, C1 = 0.01 ** 2, C2 = 0.03 ** 2.
 
-    def blur(x: np.ndarray) -> np.ndarray:
-        return np.stack(
-            [correlate(x[..., c], window, mode="constant") for c in range(x.shape[-1])], -1
-        )
+    The Gaussian is applied separably (`_blur_planes`) to the 5 quantities x 3 channels at once
+    (about 3x faster than the 2-D correlate, at 256 and at 1024 px). The map is (H, W, 3)
+    float64; it differs from a 2-D correlate's by float64 rounding only, which the variances'
+    cancellation against the tiny C2 amplifies to ~1e-8 where a window is flat.
+    """
+    height, width, channels = pred.shape
+    p, t = pred.transpose(2, 0, 1), target.transpose(2, 0, 1)  # (C, H, W) views
+    planes = np.empty((5, channels, height, width))
+    planes[0], planes[1] = p, t
+    np.multiply(p, p, out=planes[2])
+    np.multiply(t, t, out=planes[3])
+    np.multiply(p, t, out=planes[4])
+    blurred = _blur_planes(planes.reshape(5 * channels, height, width))
+    mu_p, mu_t, pp, tt, pt = blurred.reshape(5, channels, width, height)
 
     c1, c2 = 0.01**2, 0.03**2
-    mu_p, mu_t = blur(pred), blur(target)
-    var_p = blur(pred * pred) - mu_p**2
-    var_t = blur(target * target) - mu_t**2
-    cov = blur(pred * target) - mu_p * mu_t
-    return ((2 * mu_p * mu_t + c1) * (2 * cov + c2)) / (
+    var_p = pp - mu_p**2
+    var_t = tt - mu_t**2
+    cov = pt - mu_p * mu_t
+    full = ((2 * mu_p * mu_t + c1) * (2 * cov + c2)) / (
         (mu_p**2 + mu_t**2 + c1) * (var_p + var_t + c2)
     )
+    return np.ascontiguousarray(full.transpose(2, 1, 0))  # (C, W, H) -> (H, W, C)
 
 
 def ssim_map(
