@@ -534,3 +534,24 @@ def test_batchnorm_folding_finds_its_layers_by_type():
             assert isinstance(folded.beta, torch.nn.Identity)
             with torch.no_grad():
                 assert torch.allclose(folded(*probe), net.eval()(*probe), atol=1e-9)
+
+
+def test_a_demonstration_model_says_so_once(model_dir, tmp_path, capsys):
+    """A model of the mini profile (its summary.json says so) is named a demonstration model
+    once, with where a real one comes from; a model without that mark gets no note."""
+    from PIL import Image
+
+    composite, mask = make_pair()
+    Image.fromarray(composite).save(tmp_path / "c.png")
+    Image.fromarray(mask.astype(np.uint8) * 255).save(tmp_path / "m.png")
+    shutil_copy = __import__("shutil").copytree
+    marked = tmp_path / "marked"
+    shutil_copy(model_dir, marked)
+    (marked / "summary.json").write_text(json.dumps({"profile": "mini"}))
+    for folder, expected in ((model_dir, 0), (marked, 1)):
+        out = tmp_path / f"out_{expected}.png"
+        argv = ["--checkpoint", str(folder), "--device", "cpu"]
+        assert (
+            main([*argv, str(tmp_path / "c.png"), str(tmp_path / "m.png"), "--out", str(out)]) == 0
+        )
+        assert capsys.readouterr().err.count("demonstration model") == expected

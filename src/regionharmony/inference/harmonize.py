@@ -58,6 +58,7 @@ when present; so a pipeline stage whose output must not depend on the machine pa
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -490,6 +491,23 @@ def check_mode(args: argparse.Namespace) -> str:
     return "single" if single else "folder"
 
 
+def note_demonstration_model(checkpoint: Path) -> None:
+    """Say once when the model is the embedded default's: trained in seconds on the embedded
+    dataset's strong light changes, it is a demonstration, not the paper's model."""
+    folder = checkpoint if checkpoint.is_dir() else checkpoint.parent
+    try:
+        summary = json.loads((folder / "summary.json").read_text())
+    except (OSError, ValueError):
+        return
+    if summary.get("profile") == "mini":
+        print(
+            f"note: {folder} is a demonstration model (profile mini, trained on the embedded "
+            "dataset); for a real one train the paper profile on iHarmony4 (README: "
+            "'Reproducing the paper')",
+            file=sys.stderr,
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     options = {
         "max_side": args.max_side,
@@ -511,6 +529,7 @@ def run(args: argparse.Namespace) -> int:
             check_output_folder(args.out.parent, "the folder of --out", create=False)
             remove_stale_temporaries(args.out.parent, args.out.name)
             engine = as_engine(args.checkpoint, args.device, args.precision)
+            note_demonstration_model(args.checkpoint)
             run_pair(
                 Pair(str(args.composite), args.composite, args.mask, args.out), engine, options
             )
@@ -520,6 +539,7 @@ def run(args: argparse.Namespace) -> int:
         if not pairs:
             raise HarmonizeError(f"{args.input_dir}: no composites found")
         engine = as_engine(args.checkpoint, args.device, args.precision)
+        note_demonstration_model(args.checkpoint)
         prepare_out_dir(args.out_dir, pairs)
     except (HarmonizeError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
