@@ -599,3 +599,30 @@ def test_train_on_a_full_disk_is_one_line_and_leaves_nothing(
     line = one_error_line(capsys)
     assert "No space left on device" in line and str(out / "model.pt") in line
     assert not out.exists()
+
+
+@pytest.mark.parametrize("fault", ["not_a_folder", "disk_full"])
+def test_evaluate_into_an_unwritable_output_is_one_line(
+    tiny_root, tmp_path, capsys, monkeypatch, fault
+):
+    """evaluate whose output cannot be written (its parent is a file; the disk is full): one
+    line naming the path, exit 1, nothing left beside it."""
+    import errno
+
+    import pandas as pd
+
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a folder")
+    out = blocker / "ev" if fault == "not_a_folder" else tmp_path / "ev"
+    if fault == "disk_full":
+
+        def full(self, path, **kwargs):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+        monkeypatch.setattr(pd.DataFrame, "to_csv", full)
+    before = files_of(tmp_path)
+    argv = ["evaluate", "--data-root", str(tiny_root), "--baseline", "composite", "--size", "32"]
+    assert main([*argv, "--out", str(out), "--no-progress", "--workers", "0"]) == 1
+    line = one_error_line(capsys)
+    assert str(blocker if fault == "not_a_folder" else tmp_path) in line
+    assert files_of(tmp_path) == before

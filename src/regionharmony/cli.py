@@ -3,7 +3,8 @@
 Every module listed in `COMMANDS` exposes `add_arguments(parser)` and `run(args) -> int`; the
 first line of its docstring is the subcommand's one-line help. A mistake in the input (a
 `UserError`: a broken dataset, a bad parameter, an unusable checkpoint, an existing output)
-ends in one line `error: ...` and exit status 1, never a traceback.
+ends in one line `error: ...` and exit status 1, never a traceback; so does an OSError (a
+full disk, a read-only or missing output folder), naming the path.
 """
 
 from __future__ import annotations
@@ -59,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args)
     except (UserError, FileExistsError) as err:
         print(f"error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:  # the machine's refusal: a full disk, a read-only or missing folder
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"error: {where}{err.strerror or err}", file=sys.stderr)
         return 1
 
 
