@@ -367,10 +367,13 @@ class Trainer:
         logs = self.logs
         if logs is not None:
             logs.end_epoch()
-        if self.tc.validate and self.step % self.steps_per_epoch == 0 and logs is not None:
+        # at every epoch end, and at the last step of a run capped mid-epoch (train.max_steps)
+        ended = self.step % self.steps_per_epoch == 0 or self.step >= self.total_steps
+        if self.tc.validate and ended and logs is not None:
+            epoch = -(-self.step // self.steps_per_epoch)  # the epoch this step belongs to
             self.last_val = self.validate()
-            logs.log_validation(self.step // self.steps_per_epoch, self.step, self.last_val)
-            log.info("epoch %d: %s", self.step // self.steps_per_epoch, self.last_val)
+            logs.log_validation(epoch, self.step, self.last_val)
+            log.info("epoch %d: %s", epoch, self.last_val)
         # after validation, so that a run killed while validating redoes it on resume
         if self.tc.checkpoint_every or self.checkpoint_due():
             self.save_checkpoint()
