@@ -76,7 +76,7 @@ def test_paper_smoke_runs_every_stage(tmp_path):
     assert config["train"]["crop"] == "resized" and config["loss"]["hcl_query"] == "paper"
     curves = repo / "models/fusion_rain/seed0/live/val/plots/metrics/psnr.tsv"
     assert curves.is_file()  # the Fig. 8/9 variants validate
-    assert not (repo / "models/full/seed0/live/val").exists()  # the others do not
+    assert not (repo / "models/full/seed0/live/val/plots").exists()  # the others do not
     for name in ("table2_table3", "table4_highres", "loss_reading", "index"):
         assert (repo / f"reports/{name}.html").stat().st_size > 0
     highres = json.loads((repo / "evaluation/highres/full_128/metrics.json").read_text())

@@ -342,7 +342,7 @@ def test_a_damaged_resumable_checkpoint_is_refused_naming_it(tiny_root, tmp_path
         assert main([*argv, "--no-progress"]) == 1
         line = one_error_line(capsys)
         assert str(last) in line and "delete it" in line, line
-        assert damage != "incomplete" or "missing generator, head, last, optimizer" in line
+        assert damage != "incomplete" or "missing generator, head, last, logs, optimizer" in line
         assert files_of(out) == before
 
 
