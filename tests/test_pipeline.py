@@ -191,3 +191,13 @@ def test_the_resume_fingerprint_ignores_tooling_edits(monkeypatch, tmp_path):
     with (package / "loss" / "hcl.py").open("a") as handle:
         handle.write("\n# an edit\n")
     assert run_fingerprint(Config(), ["a"]) != before
+
+
+def test_the_lock_holds_exactly_the_stages_of_dvc_yaml(graph):
+    """dvc.lock keeps entries of stages that dvc.yaml no longer defines unless someone removes
+    them; the committed lock must describe this pipeline, no more and no less."""
+    import yaml
+
+    locked = set(yaml.safe_load((ROOT / "dvc.lock").read_text())["stages"])
+    defined = {stage.addressing for stage in graph.nodes if getattr(stage, "cmd", None) is not None}
+    assert sorted(locked - defined) == [] and sorted(defined - locked) == []
