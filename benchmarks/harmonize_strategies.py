@@ -1,6 +1,6 @@
 """Which way of carrying the network's correction to full resolution works best?
 
-Scores the strategies of `regionharmony.harmonize` (regionharmony.inference.harmonize) on a dataset
+Scores the strategies of `regionharmony.harmonize` (regionharmony.inference.strategies) on a dataset
 split at FULL image size with the Table IV protocol (the blended 8-bit output against the real
 image: MSE, PSNR, fMSE, SSIM, fSSIM; `regionharmony.evaluation.metrics.image_metrics`), next to the
 identity composite:
@@ -32,7 +32,7 @@ from PIL import Image
 from regionharmony.data import list_samples, load_pair, resize_binary_mask, resize_image
 from regionharmony.evaluation.metrics import image_metrics
 from regionharmony.inference.engine import load_engine
-from regionharmony.inference.harmonize import (
+from regionharmony.inference.strategies import (
     carry_color,
     harmonize_arrays,
     run_network,

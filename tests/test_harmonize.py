@@ -15,13 +15,8 @@ from PIL import Image
 from regionharmony.config import build_config
 from regionharmony.errors import HarmonizeError
 from regionharmony.inference.engine import Engine, fold_batchnorm, load_engine
-from regionharmony.inference.harmonize import (
-    carry_color,
-    fit_color_transform,
-    harmonize,
-    main,
-    working_size,
-)
+from regionharmony.inference.harmonize import harmonize, main
+from regionharmony.inference.strategies import carry_color, fit_color_transform, working_size
 from regionharmony.inference.user_images import (
     MASK_THRESHOLD,
     load_composite,
