@@ -191,14 +191,16 @@ if trainer.dist.main:
 """
 
 
-def test_ddp_gradients_equal_single_process_for_the_same_global_batch(tiny_root, tmp_path):
-    """Two gloo processes on CPU, each with half of the global batch of 8 (instance norm: the
-    loss splits per image), give the gradients one process computes on the whole batch."""
+@pytest.mark.parametrize("norm", ["instance", "batch"])
+def test_ddp_gradients_equal_single_process_for_the_same_global_batch(tiny_root, tmp_path, norm):
+    """Two gloo processes on CPU, each with half of the global batch of 8, give the gradients
+    one process computes on the whole batch: with instance norm the loss splits per image; with
+    batch norm the statistics are the global batch's (distributed.CrossRankBatchNorm)."""
     script = tmp_path / "worker.py"
-    script.write_text(DDP_WORKER)
+    script.write_text(DDP_WORKER.replace('"norm": "instance"', f'"norm": "{norm}"'))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for name, launcher in (
-        ("ddp", ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533"]),
+        ("ddp", ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone"]),
         ("single", []),
     ):
         out = tmp_path / name

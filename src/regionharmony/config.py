@@ -108,7 +108,7 @@ class TrainConfig:
     # with device auto and no CUDA GPU, stop rather than train for weeks on the CPU (params.yaml
     # sets it for the paper profiles); `device: cpu` trains on the CPU on purpose
     require_cuda: bool = False
-    sync_bn: bool = True  # SyncBatchNorm under DDP on GPUs (unsupported on CPU)
+    sync_bn: bool = True  # under DDP, BatchNorm over the global batch (GPU: SyncBatchNorm)
     precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | bf16 | fp32
     channels_last: str = "auto"  # channels-last memory: auto (on CUDA) | always | never
     compile: str = "auto"  # torch.compile of generator + L_all: auto (on CUDA) | always | never

@@ -20,8 +20,9 @@ image index), not of how many steps a process has already run.
 Data parallel: run under `torchrun --nproc_per_node N -m regionharmony.cli train ...`. Every
 rank takes its contiguous slice of the same global batch (`batch_size` is the global batch), so
 the averaged gradient equals single-process training on that batch whenever the loss splits per
-image (instance norm; with batch norm, `sync_bn` converts to SyncBatchNorm on GPUs, while CPU
-ranks keep per-rank statistics). Rank 0 logs and writes checkpoints.
+image; BatchNorm takes its statistics over the global batch (`train.sync_bn`: SyncBatchNorm on
+GPUs, `distributed.CrossRankBatchNorm` on CPU ranks). Rank 0 logs and writes checkpoints.
+`--processes N` (params.yaml `launch.processes`) starts the same command under torchrun itself.
 """
 
 from __future__ import annotations
@@ -29,8 +30,11 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import logging
 import multiprocessing
+import os
 import shutil
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -42,6 +46,12 @@ from regionharmony.cpu_threads import usable_cpus
 from regionharmony.errors import ConfigError, UserError
 from regionharmony.options import add_config, add_progress, add_subsets
 from regionharmony.runtime import stop_with_parent
+from regionharmony.train.launch import (
+    resolve_processes,
+    run_under_torchrun,
+    under_torchrun,
+    without_option,
+)
 from regionharmony.train.logs import attach_log_file
 from regionharmony.train.step import NonFiniteLossError
 from regionharmony.train.trainer import Trainer
@@ -86,6 +96,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="where resumable checkpoints live (default: OUT/checkpoints; with --seeds, one "
         "folder per seed below it)",
     )
+    parser.add_argument(
+        "--processes",
+        default="1",
+        metavar="N",
+        help="data-parallel ranks on this machine, started through torchrun: a number, or "
+        "auto (one per visible CUDA GPU; 1 without CUDA). Default 1 (launch.processes in "
+        "params.yaml for `dvc repro`)",
+    )
     add_subsets(parser, "train on these subsets only (default: all)")
     add_progress(parser)
 
@@ -110,13 +128,18 @@ def train_one(
     existed = out.exists()
     # OUT is created by the first thing written into it (the log, DVCLive, a checkpoint): a
     # run refused for its data root or its checkpoint leaves no empty model directory behind
-    handler = attach_log_file(out / "train.log")
+    main_rank = os.environ.get("RANK", "0") == "0"  # the other ranks of torchrun log nothing
+    handler = attach_log_file(out / "train.log") if main_rank else logging.NullHandler()
     try:
         trainer = Trainer(cfg, data_root, out, checkpoint_dir, subsets, show_progress=progress)
         if trainer.dist.main:  # one trainer per checkpoint directory (CheckpointStore.lock)
             trainer.checkpoints.lock()
         try:
             return trainer.run()
+        except RuntimeError as err:
+            if trainer.dist.active and "Connection closed by peer" in str(err):
+                raise UserError(f"rank {trainer.dist.rank}: another rank stopped") from None
+            raise
         finally:
             trainer.checkpoints.unlock()
     except OSError as err:
@@ -155,13 +178,17 @@ def remove_partial_output(out: Path, keep: Path) -> None:
 def auto_jobs(cfg: Config) -> int:
     """Seeds trained at once: 1 on a GPU; on the CPU, the usable cores over torch's threads
     (each run keeps torch's thread count, so results do not depend on the number of jobs)."""
-    if cfg.train.device != "cpu" and torch.cuda.is_available():
-        return 1
+    if under_torchrun() or (cfg.train.device != "cpu" and torch.cuda.is_available()):
+        return 1  # under torchrun the ranks train each seed together, one after another
     return max(1, usable_cpus() // torch.get_num_threads())
 
 
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
+    processes = resolve_processes(args.processes, cfg.train.device)
+    if processes > 1 and not under_torchrun():
+        command = without_option(getattr(args, "argv", None) or sys.argv[1:], "--processes")
+        return run_under_torchrun(processes, command)
     progress = not args.no_progress
     if args.num_seeds is not None and not args.seeds:
         if args.num_seeds < 1:
@@ -190,5 +217,7 @@ def run(args: argparse.Namespace) -> int:
             futures = [pool.submit(train_one, *r, False, threads) for r in runs]
             summaries = [f.result() for f in futures]
     for seed, summary in zip(args.seeds, summaries, strict=True):
+        if not summary:  # a rank other than 0
+            continue
         print(f"seed {seed}: {summary['steps']} steps, validation {summary['final_validation']}")
     return 0

@@ -1,4 +1,5 @@
-"""Data parallel over the process group torchrun describes (gloo on CPU, nccl on GPU)."""
+"""Data parallel over the process group torchrun describes (gloo on CPU, nccl on GPU), and
+BatchNorm over the global batch on CPU ranks."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 
 @dataclass
@@ -37,10 +39,75 @@ def init_distributed(device: torch.device) -> Distributed:
     return Distributed(dist.get_rank(), world)
 
 
-def any_rank(flag: bool, device: torch.device, group: Distributed) -> bool:
-    """True on every rank when `flag` is true on any (so all ranks stop together)."""
-    if not group.active:
-        return flag
-    value = torch.tensor(float(flag), device=device)
-    dist.all_reduce(value)
-    return bool(value.item())
+class _AllReduceSum(torch.autograd.Function):
+    """The sum over ranks, differentiable: each rank's input feeds every rank's output, so its
+    gradient is the sum of all ranks' output gradients."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        out = x.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        out = grad.clone()
+        dist.all_reduce(out)
+        return out
+
+
+def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
+    return _AllReduceSum.apply(x)
+
+
+class CrossRankBatchNorm(nn.BatchNorm2d):
+    """BatchNorm2d with training statistics over the global batch of every rank: what
+    `nn.SyncBatchNorm` does on GPUs, for CPU ranks (gloo), which it refuses. The mean, then
+    the biased variance, are all-reduced (two passes, as exact as one process's); the gradient
+    flows through the reductions."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
+            return super().forward(x)
+        dims, shape = (0, 2, 3), (1, -1, 1, 1)
+        count = torch.tensor([x.numel() / x.shape[1]], dtype=x.dtype, device=x.device)
+        count = all_reduce_sum(count)
+        mean = all_reduce_sum(x.sum(dims)) / count
+        centred = x - mean.view(shape)
+        var = all_reduce_sum((centred * centred).sum(dims)) / count
+        self.update_running_stats(mean.detach(), var.detach(), float(count))
+        y = centred * torch.rsqrt(var + self.eps).view(shape)
+        if self.affine:
+            y = y * self.weight.view(shape) + self.bias.view(shape)
+        return y
+
+    @torch.no_grad()
+    def update_running_stats(self, mean: torch.Tensor, var: torch.Tensor, count: float) -> None:
+        if not self.track_running_stats or self.running_mean is None:
+            return
+        self.num_batches_tracked += 1
+        factor = self.momentum
+        if factor is None:  # a cumulative average, as nn.BatchNorm2d
+            factor = 1.0 / float(self.num_batches_tracked)
+        unbiased = var * count / max(count - 1, 1.0)
+        self.running_mean.lerp_(mean, factor)
+        self.running_var.lerp_(unbiased, factor)
+
+
+def convert_cross_rank_batchnorm(module: nn.Module) -> nn.Module:
+    """Every nn.BatchNorm2d of `module` as a CrossRankBatchNorm with the same parameters and
+    buffers (the state dict's keys do not change)."""
+    for name, child in module.named_children():
+        if type(child) is nn.BatchNorm2d:
+            swapped = CrossRankBatchNorm(
+                child.num_features,
+                child.eps,
+                child.momentum,
+                child.affine,
+                child.track_running_stats,
+            ).to(next(child.buffers(), torch.empty(0)).device)
+            swapped.load_state_dict(child.state_dict())
+            setattr(module, name, swapped)
+        else:
+            convert_cross_rank_batchnorm(child)
+    return module

@@ -29,7 +29,11 @@ from regionharmony.loss import HarmonizationLoss
 from regionharmony.model.harmonizer import build_model, count_parameters, forward_gflops
 from regionharmony.runtime import autocast, on_for, resolve_device, uses_bf16
 from regionharmony.train.checkpoint import CheckpointStore, run_fingerprint
-from regionharmony.train.distributed import init_distributed, local_rank
+from regionharmony.train.distributed import (
+    convert_cross_rank_batchnorm,
+    init_distributed,
+    local_rank,
+)
 from regionharmony.train.logs import TrainingLogs
 from regionharmony.train.plan import BatchPlan, patch_seeds
 from regionharmony.train.step import Objective, require_finite
@@ -184,8 +188,12 @@ class Trainer:
         criterion = HarmonizationLoss(self.cfg.loss).to(self.device)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        if self.dist.active and self.tc.sync_bn and self.device.type == "cuda":
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        if self.dist.active and self.tc.sync_bn:
+            # statistics over the global batch, so N ranks train what one process would
+            if self.device.type == "cuda":
+                model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            else:
+                model = convert_cross_rank_batchnorm(model)
         return model, criterion
 
     def wrap_objective(self) -> nn.Module:
@@ -286,7 +294,7 @@ class Trainer:
         if not self.pending:
             return
         window, self.pending = self.pending, []
-        checked = require_finite(window, str(self.checkpoints.path), self.device, self.dist)
+        checked = require_finite(window, str(self.checkpoints.path), self.dist)
         self.last_terms = checked[-1][1]
         if self.logs is not None:
             for step, terms in checked:
