@@ -4,6 +4,7 @@ the old pipeline plan (the code at commit acfbd9c) and the new one, side by side
     python benchmarks/paper_cost.py                      # 1 GPU at 500 img/s, 16 cores
     python benchmarks/paper_cost.py --gpus 8 --train-rate 450 --cpu-workers 32
     python benchmarks/paper_cost.py --quick --json cost.json   # smoke test, < 20 s
+    python benchmarks/paper_cost.py --plan new --launch-gpus 1 8 --cpu-workers 96  # 1 vs 8 GPUs
 
 What it combines:
 
@@ -32,6 +33,15 @@ the rest of the item's time; a CPU-only stage leaves it waiting the whole time. 
 evaluates at 4 x the training rate (scaled by pixels at larger sizes). Training runs on all
 --gpus (DDP; validation on rank 0 while the others wait); every other stage on one GPU. Stages
 run one after another, as `dvc repro` runs them.
+
+`--launch-gpus 1 8` adds the issue-21 table: the new plan's wall time on each GPU count under
+the two ways to use several GPUs. "ddp" is what `launch.processes` does: every training on all
+GPUs at once (torchrun), the global batch of 8 split over the ranks, at `--ddp-efficiency` of
+linear scaling (ASSUMED, default 1.0: an upper bound; a rank with 1 image keeps a GPU far from
+full, and no GPU measurement of it exists here); the other stages as on one GPU. "independent"
+runs the trainings side by side, one per GPU (longest first), each with its share of the cores,
+which `dvc repro` cannot do (it runs one stage at a time; queued experiments can: README). The
+table prints the DDP efficiency at which the two finish together.
 """
 
 from __future__ import annotations
@@ -1023,6 +1033,75 @@ def disk(cost: PlanCost, settings: Settings, costs: Costs) -> dict[str, float]:
     }
 
 
+# ---- several GPUs: DDP (launch.processes) or independent trainings --------------------------
+
+
+def makespan(durations: list[float], machines: int) -> float:
+    """Longest-first list scheduling of independent jobs on `machines` identical GPUs."""
+    loads = [0.0] * machines
+    for d in sorted(durations, reverse=True):
+        loads[loads.index(min(loads))] += d
+    return max(loads)
+
+
+@dataclass(frozen=True)
+class LaunchCost:
+    gpus: int
+    ddp_train: float  # wall seconds of all trainings under DDP on every GPU
+    independent_train: float  # wall seconds of all trainings side by side, one per GPU
+    other: float  # every other stage (validation, checkpoints, evaluation, ...), as on one GPU
+    break_even: float  # DDP efficiency at which both finish together
+
+    @property
+    def ddp(self) -> float:
+        return self.ddp_train + self.other
+
+    @property
+    def independent(self) -> float:
+        return self.independent_train + self.other
+
+
+def launch_cost(
+    settings: Settings, plan: Plan, costs: Costs, machine: Machine, efficiency: float
+) -> LaunchCost:
+    """The plan on `machine.gpus` GPUs, both ways (module docstring)."""
+    one = Machine(machine.train_rate, 1, machine.cores)
+    cost = plan_cost(settings, plan, costs, one)
+    other = cost.wall - cost.training_wall
+    sample = weighted(costs.loader_sample, weights("train"))
+    images = [v.images * settings.seeds for v in trained_variants(settings, plan)]
+    n = machine.gpus
+    all_cores = workers(plan.loader_workers, Machine(machine.train_rate, n, machine.cores))
+    ddp_rate = 1 / item_wall(sample, 0.0, 1 / (machine.train_rate * n * efficiency), all_cores)
+    share = max(1, all_cores // n)  # each independent run's loader workers
+    run_rate = 1 / item_wall(sample, 0.0, 1 / machine.train_rate, share)
+    independent = makespan([i / run_rate for i in images], n)
+    ideal_ddp = sum(images) / min(machine.train_rate * n, all_cores / sample)
+    return LaunchCost(
+        n, sum(images) / ddp_rate, independent, other, min(1.0, ideal_ddp / independent)
+    )
+
+
+def launch_lines(launches: list[LaunchCost], efficiency: float) -> list[str]:
+    head = f"{'GPUs':>5}{'DDP (launch.processes)':>26}{'independent runs':>20}{'break-even':>14}"
+    lines = [
+        f"== several GPUs: the new plan's wall hours (DDP at {efficiency:g} of linear scaling, "
+        "assumed) ==",
+        head,
+        "-" * len(head),
+    ]
+    for c in launches:
+        lines.append(
+            f"{c.gpus:>5}{c.ddp / 3600:>26.1f}{c.independent / 3600:>20.1f}"
+            f"{100 * c.break_even:>13.0f}%"
+        )
+    lines.append(
+        "break-even: the DDP efficiency below which independent runs finish sooner; other "
+        f"stages {launches[0].other / 3600:.1f} h in every column"
+    )
+    return lines
+
+
 # ---- printing ------------------------------------------------------------------------------
 
 
@@ -1215,6 +1294,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--cpu-workers", type=int, default=16, help="CPU cores of the GPU machine (default 16)"
     )
     parser.add_argument("--plan", choices=["old", "new", "both"], default="both")
+    parser.add_argument(
+        "--launch-gpus",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="also compare DDP and independent trainings of the new plan on these GPU counts",
+    )
+    parser.add_argument(
+        "--ddp-efficiency",
+        type=float,
+        default=1.0,
+        help="DDP throughput over linear scaling, assumed (default 1.0, an upper bound)",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny measurements (smoke test)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the tables here")
     parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
@@ -1222,6 +1314,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.train_rate <= 0 or args.gpus < 1 or args.cpu_workers < 1:
         parser.error("--train-rate, --gpus and --cpu-workers must be positive")
+    if not 0 < args.ddp_efficiency <= 1 or any(n < 1 for n in args.launch_gpus or []):
+        parser.error("--ddp-efficiency must be in (0, 1] and --launch-gpus positive")
     return args
 
 
@@ -1259,9 +1353,24 @@ def main(argv: list[str] | None = None) -> int:
         notes = plan_notes(settings, cost.plan, costs, machine)
         lines += [*plan_table(cost), *notes, ""]
     lines += [*side_by_side(sums), "", *target_lines(targets(plans), machine, epoch_images)]
+    launches = [
+        launch_cost(
+            settings,
+            PLANS["new"],
+            costs,
+            Machine(args.train_rate, n, args.cpu_workers),
+            args.ddp_efficiency,
+        )
+        for n in args.launch_gpus or []
+    ]
+    if launches:
+        lines += ["", *launch_lines(launches, args.ddp_efficiency)]
     print("\n".join(lines))
     if args.json:
         report = json_report(machine, settings, costs, plans, sums)
+        report["launch"] = [
+            {**asdict(c), "ddp": c.ddp, "independent": c.independent} for c in launches
+        ]
         args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")
     return 0
 

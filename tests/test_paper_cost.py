@@ -35,6 +35,7 @@ def settings(cost: ModuleType):
 def test_quick_run_prints_both_plans(tmp_path: Path) -> None:
     out = tmp_path / "cost.json"
     command = [sys.executable, str(SCRIPT), "--quick", "--json", str(out)]
+    command += ["--launch-gpus", "1", "8", "--cpu-workers", "128"]  # 8 GPUs not loader-bound
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "== old plan" in result.stdout and "== new plan" in result.stdout
@@ -43,6 +44,10 @@ def test_quick_run_prints_both_plans(tmp_path: Path) -> None:
     old, new = (report["plans"][n]["summary"] for n in ("old", "new"))
     assert new["training images (M)"] == old["training images (M)"]
     assert new["pipeline wall hours"] < old["pipeline wall hours"]
+    one, eight = report["launch"]
+    assert one["gpus"] == 1 and one["ddp"] == pytest.approx(one["independent"])
+    assert eight["ddp"] < one["ddp"] and eight["independent"] < one["independent"]
+    assert 0 < eight["break_even"] <= 1 and "== several GPUs" in result.stdout
     assert {t["target"] for t in report["targets"]} and all(
         isinstance(t["holds"], bool) for t in report["targets"]
     )
@@ -127,3 +132,10 @@ def test_separable_ssim_equals_2d(cost: ModuleType) -> None:
     two_d = cost.iih_ssim(pred, target, cost.blur_2d)
     assert np.allclose(cost.iih_ssim(pred, target, cost.blur_separable), two_d, atol=1e-9)
     assert np.allclose(iih_ssim_map(pred, target), two_d, atol=1e-9)
+
+
+def test_makespan_schedules_longest_first(cost: ModuleType) -> None:
+    assert cost.makespan([120, 120, 60, 60, 60], 8) == 120
+    assert cost.makespan([120] * 8 + [60] * 3, 8) == 180
+    assert cost.makespan([3, 3, 2, 2, 2], 2) == 7  # longest first (the optimum is 6)
+    assert cost.makespan([5, 1], 1) == 6

@@ -138,6 +138,15 @@ def test_cli_writes_the_model_directory(tiny_root, tmp_path):
     assert config["model"]["fusion"] == "rain" and config["loss"]["num_patches"] == 8
     summary = json.loads((out / "summary.json").read_text())
     assert summary["params_generator"] > 0 and summary["steps"] == 4
+    # the model card: profile, size, steps and the data it was trained on
+    assert summary["profile"] == "mini" and summary["data"]["root"] == str(tiny_root)
+    assert summary["data"]["train_pairs_per_subset"] == {
+        "HAdobe5k": 4,
+        "HCOCO": 4,
+        "HFlickr": 4,
+        "Hday2night": 4,
+    }
+    assert len(summary["data"]["train_list_sha256"]) == 16
     assert (out / "live" / "val" / "plots" / "metrics" / "psnr.tsv").is_file()
     state = torch.load(out / "model.pt", weights_only=True)
     assert "to_rgb.weight" in state

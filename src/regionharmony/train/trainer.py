@@ -4,12 +4,14 @@ many GPUs. The pieces it drives: `plan` (which images each step sees), `checkpoi
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
 import sys
 import time
 import zlib
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -386,6 +388,18 @@ class Trainer:
         if self.tc.checkpoint_every or self.checkpoint_due():
             self.save_checkpoint()
 
+    def data_card(self) -> dict[str, Any]:
+        """What the model was trained on, for its summary.json (the model card): the root as
+        given, the training pairs per subset and a digest of their names (the same list, the
+        same digest). Its test-split metrics are the evaluate stage's metrics/<variant>.json."""
+        subsets = Counter(s.subset for s in self.train_set.samples)
+        names = "\n".join(f"{s.subset}/{s.name}" for s in self.train_set.samples)
+        return {
+            "root": str(self.data_root),
+            "train_pairs_per_subset": dict(sorted(subsets.items())),
+            "train_list_sha256": hashlib.sha256(names.encode()).hexdigest()[:16],
+        }
+
     def write_model_dir(self) -> dict[str, Any]:
         summary = {
             "profile": self.cfg.profile,
@@ -396,6 +410,7 @@ class Trainer:
             "steps": self.step,
             "epochs": self.step / self.steps_per_epoch,
             "train_pairs": len(self.train_set),
+            "data": self.data_card(),
             "code_version": code_version(TRAINING_CODE),
             "final_train_loss": self.last_terms,
             "final_validation": self.last_val,
