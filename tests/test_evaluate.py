@@ -13,6 +13,7 @@ from torch import nn
 from regionharmony.cli import main as cli_main
 from regionharmony.data import SUBSETS, DataError
 from regionharmony.evaluation.evaluate import COLUMNS, evaluate_model
+from regionharmony.evaluation.metrics import error_bin
 
 
 def main(argv: list[str]) -> int:
@@ -62,7 +63,12 @@ def test_identity_baseline_on_the_mini_test_split(mini_root, tmp_path, capsys):
     assert summary["subsets"]["All"]["n"] == 16
     assert list(summary["fg_ratio_bins"]) == ["0-5", "5-15", "15-100"]
     assert sum(b["n"] for b in summary["fg_ratio_bins"].values()) == 16
+    assert list(summary["composite_error_bins"]) == ["mild", "medium", "strong"]
+    assert sum(b["n"] for b in summary["composite_error_bins"].values()) == 16
     per_image = pd.read_csv(out / "per_image.csv")
+    for name, b in summary["composite_error_bins"].items():  # the input's own fMSE, per bin
+        rows = per_image["composite_fmse"].map(error_bin) == name
+        assert b["n"] == rows.sum()
     assert list(per_image.columns) == COLUMNS and len(per_image) == 16
     saved = sorted((out / "images").rglob("*.png"))
     assert len(saved) == 16 and saved[0].parent.parent == out / "images"

@@ -19,6 +19,7 @@ from regionharmony.evaluation.metrics import (
     masked_map_mean,
     mse,
     psnr,
+    seed_summary,
     ssim,
     ssim_map,
 )
@@ -260,3 +261,40 @@ def test_aggregation_is_image_weighted():
         "ssim": None,
         "fssim": None,
     }
+
+
+def test_composite_error_bins_group_images_by_the_input_composites_own_fmse():
+    from regionharmony.evaluation.metrics import error_bin
+
+    assert [error_bin(v) for v in (0.0, 499.9, 500.0, 1999.0, 2000.0, 9e4)] == [
+        "mild",
+        "mild",
+        "medium",
+        "medium",
+        "strong",
+        "strong",
+    ]
+    assert error_bin(150.0, (100.0, 200.0)) == "medium"
+    frame = pd.DataFrame(
+        {
+            "subset": ["HCOCO"] * 4,
+            "fg_ratio": [0.1] * 4,
+            "composite_fmse": [100.0, 300.0, 800.0, 5000.0],
+            "mse": [1.0, 2.0, 3.0, 4.0],
+            "psnr": [30.0] * 4,
+            "fmse": [200.0, 250.0, 400.0, 1000.0],
+            "ssim": [0.9] * 4,
+            "fssim": [0.8] * 4,
+        }
+    )
+    result = aggregate(frame)
+    assert result["composite_error_edges"] == [500.0, 2000.0]
+    bins = result["composite_error_bins"]
+    assert [bins[b]["n"] for b in ("mild", "medium", "strong")] == [2, 1, 1]
+    # the mild bin got worse (fMSE 225 against the composite's 200): the table shows it
+    assert bins["mild"]["fmse"] == pytest.approx(225.0)
+    assert bins["mild"]["composite_fmse"] == pytest.approx(200.0)
+    assert bins["strong"]["composite_fmse"] == pytest.approx(5000.0)
+    summary = seed_summary({"seed0": result, "seed1": result})
+    assert summary["composite_error_bins"]["mild"]["composite_fmse"] == pytest.approx(200.0)
+    assert summary["composite_error_bins"]["mild"]["fmse_seeds"] == [225.0, 225.0]

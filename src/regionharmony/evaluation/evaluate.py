@@ -9,9 +9,11 @@ Table II) scores the resized composite itself. Metrics per image: `metrics.image
 Output, written only when the whole evaluation succeeded (a temporary sibling of OUTDIR renamed
 into place; an existing OUTDIR is replaced only then):
 
-    OUTDIR/per_image.csv   subset, name, fg_ratio, mse, psnr, fmse, ssim, fssim (SSIM raw 0-1)
+    OUTDIR/per_image.csv   subset, name, fg_ratio, composite_fmse (the input's own fMSE), mse,
+                           psnr, fmse, ssim, fssim (SSIM raw 0-1)
     OUTDIR/metrics.json    split, size, source, psnr_range, ssim_mode, per-subset and "All"
-                           means, foreground-ratio bins; "no_background" when some masks
+                           means, foreground-ratio bins, composite-error bins (mild /
+                           medium / strong by the input's fMSE); "no_background" when some masks
                            cover the whole image (`no_background_note`)
     OUTDIR/images/<subset>/<name>.png   with --save-images
 
@@ -47,6 +49,7 @@ from regionharmony.data.layout import SUBSETS
 from regionharmony.errors import DataError
 from regionharmony.evaluation.baselines import baseline_network
 from regionharmony.evaluation.metrics import (
+    ERROR_EDGES,
     PSNR_RANGES,
     SSIM_MODES,
     aggregate,
@@ -60,7 +63,7 @@ from regionharmony.runtime import resolve_device
 
 log = logging.getLogger("regionharmony.evaluation.evaluate")
 
-COLUMNS = ["subset", "name", "fg_ratio", "mse", "psnr", "fmse", "ssim", "fssim"]
+COLUMNS = ["subset", "name", "fg_ratio", "composite_fmse", "mse", "psnr", "fmse", "ssim", "fssim"]
 MAX_NAMED = 10  # how many images the no-background warning names
 MAX_AUTO_WORKERS = 16  # `auto_workers`' cap: each worker holds a full-size pair and 2 batches
 
@@ -180,6 +183,7 @@ def evaluate_model(
     workers: int | str = 0,
     source: str | None = None,
     progress: bool = True,
+    error_edges: tuple[float, float] = ERROR_EDGES,
 ) -> dict:
     """Evaluate `model` (None: the identity baseline, prediction = composite) and write OUTDIR.
 
@@ -194,6 +198,10 @@ def evaluate_model(
         raise DataError(f"ssim_mode must be one of {SSIM_MODES}, got {ssim_mode!r}")
     if size < 11:
         raise DataError(f"--size must be at least 11 pixels, the SSIM window; got {size}")
+    if not 0 < error_edges[0] < error_edges[1]:
+        raise DataError(
+            f"--error-bins must be two increasing positive fMSE values, got {list(error_edges)}"
+        )
     data_root, out = Path(data_root), Path(out)
     require_valid_root(data_root, split=split, subsets=subsets)
     dataset = HarmonyDataset(data_root, split, subsets, eval_size=size)
@@ -244,7 +252,7 @@ def evaluate_model(
             "source": source or ("composite" if model is None else "model"),
             "psnr_range": psnr_range,
             "ssim_mode": ssim_mode,
-            **aggregate(per_image, SUBSETS),
+            **aggregate(per_image, SUBSETS, error_edges),
         }
         if no_background:
             warn_no_background(no_background, size)
@@ -330,6 +338,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="save the blended predictions as OUTDIR/images/<subset>/<name>.png",
     )
     parser.add_argument("--limit", type=int, help="evaluate at most N pairs of each subset")
+    parser.add_argument(
+        "--error-bins",
+        type=float,
+        nargs=2,
+        default=list(ERROR_EDGES),
+        metavar=("MILD_BELOW", "STRONG_FROM"),
+        help="composite-error bins of metrics.json by the input composite's own fMSE: mild "
+        "below the first, strong from the second (default %(default)s; params.yaml "
+        "evaluate.error_bins)",
+    )
     add_device(parser)
     parser.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
     parser.add_argument(
@@ -375,6 +393,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         workers=args.workers,
         progress=not args.no_progress,
+        error_edges=tuple(args.error_bins),
     )
     seeds = seed_dirs(args.checkpoint) if args.checkpoint is not None else []
     if seeds:

@@ -38,6 +38,10 @@ SSIM_DATA_RANGE = {"iih": 1.0, "standard": 255.0}
 METRICS: tuple[str, ...] = ("mse", "psnr", "fmse", "ssim", "fssim")
 # foreground-ratio bins of the optional breakdown: [low, high) in percent, the last one closed
 FG_BINS: dict[str, tuple[float, float]] = {"0-5": (0, 5), "5-15": (5, 15), "15-100": (15, 100)}
+# bins of the composite's own foreground error (its fMSE against the real image): mild below the
+# first edge, strong from the second (our choice; params.yaml evaluate.error_bins sets them)
+ERROR_BINS: tuple[str, ...] = ("mild", "medium", "strong")
+ERROR_EDGES: tuple[float, float] = (500.0, 2000.0)
 
 
 def _check(pred: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None) -> None:
@@ -220,6 +224,14 @@ def fg_bin(fg_ratio: float) -> str:
     return list(FG_BINS)[-1]
 
 
+def error_bin(composite_fmse: float, edges: tuple[float, float] = ERROR_EDGES) -> str:
+    """The composite-error bin of an image: mild [0, edges[0]), medium [edges[0], edges[1]),
+    strong [edges[1], inf), by the input composite's fMSE."""
+    if composite_fmse < edges[0]:
+        return "mild"
+    return "medium" if composite_fmse < edges[1] else "strong"
+
+
 def mean_scores(frame: pd.DataFrame) -> dict[str, float | int | None]:
     """{"n", and the mean of every metric} over the rows of `frame` (None where it is empty)."""
     out: dict[str, float | int | None] = {"n": len(frame)}
@@ -228,12 +240,18 @@ def mean_scores(frame: pd.DataFrame) -> dict[str, float | int | None]:
     return out
 
 
-def aggregate(per_image: pd.DataFrame, subset_order: tuple[str, ...] | None = None) -> dict:
-    """Per-subset, "All" and foreground-ratio-bin means of a per-image table.
+def aggregate(
+    per_image: pd.DataFrame,
+    subset_order: tuple[str, ...] | None = None,
+    error_edges: tuple[float, float] = ERROR_EDGES,
+) -> dict:
+    """Per-subset, "All", foreground-ratio-bin and composite-error-bin means of a per-image
+    table.
 
-    `per_image` has columns subset, fg_ratio and the metrics. "All" is the image-weighted mean
-    over every row (the protocol's "All", not a mean of subset means). Subsets without rows are
-    left out; the three bins are always present (n 0 and null means when empty).
+    `per_image` has columns subset, fg_ratio, composite_fmse and the metrics. "All" is the
+    image-weighted mean over every row (the protocol's "All", not a mean of subset means).
+    Subsets without rows are left out; the bins are always present (n 0 and null means when
+    empty); a composite-error bin also holds the composite's own mean fMSE.
     """
     subsets = list(subset_order or [])
     subsets += [s for s in dict.fromkeys(per_image["subset"]) if s not in subsets]
@@ -241,10 +259,22 @@ def aggregate(per_image: pd.DataFrame, subset_order: tuple[str, ...] | None = No
     by_subset = {s: v for s, v in by_subset.items() if v["n"]}
     by_subset["All"] = mean_scores(per_image)
     bins = per_image["fg_ratio"].map(fg_bin)
-    return {
+    out = {
         "subsets": by_subset,
         "fg_ratio_bins": {name: mean_scores(per_image[bins == name]) for name in FG_BINS},
     }
+    if "composite_fmse" not in per_image:  # a table written before the column existed
+        return out
+    errors = per_image["composite_fmse"].map(lambda v: error_bin(v, error_edges))
+    by_error = {}
+    for name in ERROR_BINS:
+        rows = per_image[errors == name]
+        composite = float(rows["composite_fmse"].mean()) if len(rows) else None
+        by_error[name] = {**mean_scores(rows), "composite_fmse": composite}
+    return {**out, "composite_error_edges": list(error_edges), "composite_error_bins": by_error}
+
+
+GROUPS = ("subsets", "fg_ratio_bins", "composite_error_bins")
 
 
 def seed_summary(per_seed: dict[str, dict]) -> dict:
@@ -253,12 +283,15 @@ def seed_summary(per_seed: dict[str, dict]) -> dict:
     `<metric>_seeds` (the values, in seed order). `per_seed` maps a seed name to that seed's
     metrics.json (`aggregate` plus the evaluation fields)."""
     runs = list(per_seed.values())
-    out: dict = {k: v for k, v in runs[0].items() if k not in ("subsets", "fg_ratio_bins")}
+    groups = [g for g in GROUPS if g in runs[0]]
+    out: dict = {k: v for k, v in runs[0].items() if k not in groups}
     out["seeds"] = list(per_seed)
-    for group in ("subsets", "fg_ratio_bins"):
+    for group in groups:
         out[group] = {}
         for name, first in runs[0][group].items():
             entry: dict = {"n": first["n"]}
+            if "composite_fmse" in first:  # the same images in every seed
+                entry["composite_fmse"] = first["composite_fmse"]
             for metric in METRICS:
                 values = [run[group][name][metric] for run in runs]
                 known = [v for v in values if v is not None]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from regionharmony.evaluation.metrics import image_metrics
+from regionharmony.evaluation.metrics import fmse, image_metrics
 from regionharmony.model.harmonizer import blend
 
 DEFAULT_SSIM_MODE = "iih"  # comparable with the paper's Table III, copied from IIH
@@ -36,9 +36,12 @@ def score_batch(
     """
     prediction = composite if raw is None else blend(raw, composite, mask)
     preds, reals = to_uint8(prediction), to_uint8(real)
+    composites = preds if raw is None else to_uint8(composite)
     masks = mask[:, 0].detach().cpu().numpy() > 0.5
-    scores = [
-        image_metrics(p.astype(np.float64), r.astype(np.float64), m, psnr_range, ssim_mode)
-        for p, r, m in zip(preds, reals, masks, strict=True)
-    ]
+    scores = []
+    for p, c, r, m in zip(preds, composites, reals, masks, strict=True):
+        score = image_metrics(p.astype(np.float64), r.astype(np.float64), m, psnr_range, ssim_mode)
+        # the input's own error: which composite-error bin the image belongs to
+        score["composite_fmse"] = fmse(c.astype(np.float64), r.astype(np.float64), m)
+        scores.append(score)
     return preds, scores
