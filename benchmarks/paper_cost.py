@@ -117,6 +117,8 @@ class Plan:
     name: str
     title: str
     not_trained: tuple[str, ...]  # params.yaml variants this plan does not train (or evaluate)
+    shares_prefixes: bool  # a prefix variant that is exact is copied from its parent's run
+    switch_studies: bool  # studies: only those the paper switch keeps (else every one)
     val_variants: tuple[str, ...] | None  # None: every trained variant validates every epoch
     val_pairs: int | None  # pairs per validation; None: the whole test split
     val_workers: str
@@ -139,6 +141,8 @@ PLANS: dict[str, Plan] = {
         name="old",
         title="old plan (the code at acfbd9c)",
         not_trained=(),
+        shares_prefixes=False,
+        switch_studies=False,
         val_variants=None,
         val_pairs=None,
         val_workers="main",
@@ -151,8 +155,9 @@ PLANS: dict[str, Plan] = {
         checkpoint_every=2000,  # acfbd9c's profiles.paper.train.checkpoint_every
         checkpoint_minutes=0.0,
     ),
-    # The new plan, as the code now runs it: every variant trained (fusion_style too: sharing
-    # full's first half is exact under the constant lr but not implemented); only the three
+    # The new plan, as the code now runs it: every paper variant trained but fusion_style, which
+    # is full's first half (prefix_variants; exact under the paper profile's constant lr); the
+    # studies only where the paper switch keeps them (it keeps none); only the three
     # Fig. 8/9 variants validate (train.validate), on a fixed subset of 500 test pairs decoded
     # by loader workers; training loads with all cores but two; evaluation and check_data use
     # every core, the SSIM is separable; data.dvc has cache: false; one checkpoint file is
@@ -161,6 +166,8 @@ PLANS: dict[str, Plan] = {
         name="new",
         title="new plan",
         not_trained=(),
+        shares_prefixes=True,
+        switch_studies=True,
         val_variants=("fusion_adain", "fusion_rain", "fusion_style"),
         val_pairs=SUBSET_VALIDATION,
         val_workers="cores",
@@ -186,11 +193,15 @@ class Variant:
     epochs: int  # epochs this variant trains: round(epochs x budget), at least 1
     steps: int
     images: int  # per model (seed)
+    kind: str = "variants"  # the params.yaml mapping: variants | prefix_variants | studies
+    shared: bool = False  # a prefix variant that is exactly its parent's first part (paper)
+    parent: str = ""  # train.prefix_of
 
 
 @dataclass(frozen=True)
 class Settings:
     variants: dict[str, Variant]
+    switch_studies: frozenset[str]  # the studies the paper switch keeps
     seeds: int
     eval_size: int
     highres: tuple[int, ...]
@@ -223,15 +234,10 @@ def paper_switch(text: str) -> dict[str, Any]:
     return loaded if isinstance(loaded, dict) else {}
 
 
-def merged(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
-    """`top` over `base`, mappings merged key by key."""
-    out = dict(base)
-    for key, value in top.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = merged(out[key], value)
-        else:
-            out[key] = value
-    return out
+def switched(base: Mapping[str, Any], switch: Mapping[str, Any]) -> dict[str, Any]:
+    """params.yaml with its switch block replaced by `switch`, as README says: each key the
+    switch names is replaced whole (an empty `studies: {}` leaves no study)."""
+    return {**base, **switch}
 
 
 def epochs_run(epochs: int, budget: float) -> int:
@@ -245,17 +251,25 @@ def images_per_run(train_pairs: int, batch_size: int, epochs: int, budget: float
 
 
 def resolve_variants(params: Mapping[str, Any], params_path: Path) -> dict[str, Variant]:
-    """Every variant of params.yaml, resolved on the paper profile."""
-    from regionharmony.config import build_config
+    """Every variant of params.yaml (all of config.VARIANT_MAPPINGS), resolved on the paper
+    profile; a prefix variant is `shared` where it is its parent's first part there."""
+    from regionharmony.config import VARIANT_MAPPINGS, build_config, prefix_problem
 
     train_pairs = sum(s.train for s in SUBSETS.values())
     out = {}
-    for name, layer in (params.get("variants") or {}).items():
-        tc = build_config("paper", variant=layer or {}, params_path=params_path).train
-        epochs = epochs_run(tc.epochs, tc.budget)
-        steps = (train_pairs // tc.batch_size) * epochs
-        images = images_per_run(train_pairs, tc.batch_size, tc.epochs, tc.budget)
-        out[name] = Variant(name, tc.budget, epochs, steps, images)
+    for kind in VARIANT_MAPPINGS:
+        for name, layer in (params.get(kind) or {}).items():
+            cfg = build_config("paper", variant=layer or {}, params_path=params_path)
+            tc = cfg.train
+            shared = False
+            if tc.prefix_of:
+                parent_layer = (params.get("variants") or {}).get(tc.prefix_of) or {}
+                parent = build_config("paper", variant=parent_layer, params_path=params_path)
+                shared = prefix_problem(cfg, parent) is None
+            epochs = epochs_run(tc.epochs, tc.budget)
+            steps = (train_pairs // tc.batch_size) * epochs
+            images = images_per_run(train_pairs, tc.batch_size, tc.epochs, tc.budget)
+            out[name] = Variant(name, tc.budget, epochs, steps, images, kind, shared, tc.prefix_of)
     return out
 
 
@@ -270,13 +284,15 @@ def read_settings(params_path: Path, dvc_path: Path) -> Settings:
     from regionharmony.config import build_config
 
     text = params_path.read_text(encoding="utf-8")
-    params = merged(yaml.safe_load(text) or {}, paper_switch(text))
+    raw = yaml.safe_load(text) or {}
+    params = switched(raw, paper_switch(text))
     dvc = yaml.safe_load(dvc_path.read_text(encoding="utf-8")) or {}
     tc = build_config("paper", params_path=params_path).train
     mini = params.get("mini", {})
     stages = tuple(dvc.get("stages", {}))
     return Settings(
-        variants=resolve_variants(params, params_path),
+        variants=resolve_variants(raw, params_path),
+        switch_studies=frozenset(params.get("studies") or {}),
         seeds=int(params.get("seeds", 1)),
         eval_size=int(params.get("evaluate", {}).get("size", 256)),
         highres=tuple(int(s) for s in params.get("evaluate", {}).get("highres", [])),
@@ -297,15 +313,26 @@ def read_settings(params_path: Path, dvc_path: Path) -> Settings:
 # ---- pure counting ---------------------------------------------------------------------------
 
 
+def planned_variants(settings: Settings, plan: Plan) -> list[Variant]:
+    """The variants whose models the plan makes (trained, or copied from a shared run)."""
+    dropped = set(plan.not_trained)
+    if plan.switch_studies:
+        dropped |= {n for n, v in settings.variants.items() if v.kind == "studies"}
+        dropped -= settings.switch_studies
+    return [v for name, v in settings.variants.items() if name not in dropped]
+
+
 def trained_variants(settings: Settings, plan: Plan) -> list[Variant]:
-    return [v for name, v in settings.variants.items() if name not in plan.not_trained]
+    """The variants the plan trains: a shared prefix costs no training of its own."""
+    return [v for v in planned_variants(settings, plan) if not (plan.shares_prefixes and v.shared)]
 
 
 def validating_variants(settings: Settings, plan: Plan) -> list[Variant]:
-    trained = trained_variants(settings, plan)
+    """Runs of validation passes: a shared prefix's are done inside its parent's run."""
+    planned = planned_variants(settings, plan)
     if plan.val_variants is None:
-        return trained
-    return [v for v in trained if v.name in plan.val_variants]
+        return planned
+    return [v for v in planned if v.name in plan.val_variants]
 
 
 def training_images(settings: Settings, plan: Plan) -> int:
@@ -799,11 +826,14 @@ def validation_row(settings: Settings, plan: Plan, costs: Costs, machine: Machin
 
 def run_walls(settings: Settings, plan: Plan, train: list[Row], val: Row) -> list[float]:
     """Wall seconds of each training run (training plus its share of the validation)."""
-    validating = {v.name for v in validating_variants(settings, plan)}
-    epochs = sum(v.epochs for v in trained_variants(settings, plan) if v.name in validating)
+    trained = {v.name for v in trained_variants(settings, plan)}
+    val_epochs = dict.fromkeys(trained, 0)
+    for v in validating_variants(settings, plan):  # a shared prefix validates in its parent
+        val_epochs[v.name if v.name in trained else v.parent] += v.epochs
+    total = sum(val_epochs.values())
     walls = []
     for row, v in zip(train, trained_variants(settings, plan), strict=True):
-        share = v.epochs / epochs if v.name in validating and epochs else 0.0
+        share = val_epochs[v.name] / total if total else 0.0
         walls.append(row.seconds / settings.seeds + val.seconds / settings.seeds * share)
     return walls
 
@@ -861,7 +891,7 @@ def eval_seconds(
 
 def evaluate_rows(settings: Settings, plan: Plan, costs: Costs, machine: Machine) -> list[Row]:
     test_pairs = sum(s.test for s in SUBSETS.values())
-    models = len(trained_variants(settings, plan)) * settings.seeds
+    models = len(planned_variants(settings, plan)) * settings.seeds
     gpu = machine.gpu_seconds(settings.eval_size)
     wall, busy = eval_seconds(plan, costs, machine, settings, gpu)
     rows = [
@@ -1018,7 +1048,7 @@ def plan_cost(settings: Settings, plan: Plan, costs: Costs, machine: Machine) ->
 
 def disk(cost: PlanCost, settings: Settings, costs: Costs) -> dict[str, float]:
     """GB on disk after a paper-profile run (estimates from the measured bytes)."""
-    models = len(trained_variants(settings, cost.plan)) * settings.seeds
+    models = len(planned_variants(settings, cost.plan)) * settings.seeds
     test_pairs = sum(s.test for s in SUBSETS.values())
     pngs = (models + len(settings.baselines) + settings.study_candidates) * test_pairs
     data = dataset_bytes(costs) / 1e9

@@ -201,7 +201,7 @@ def test_the_repository_params_pass_for_every_profile_and_variant():
     params = load_params(REPO / "params.yaml")
     assert resolve_config(params).profile == params["profile"]
     for profile in params["profiles"]:
-        for variant in params["variants"]:
+        for variant in [*params["variants"], *params["prefix_variants"], *params["studies"]]:
             cfg = resolve_config(params, profile, variant)
             assert cfg.profile == profile
 

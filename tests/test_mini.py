@@ -11,7 +11,7 @@ from scipy import ndimage
 from regionharmony.cli import main as cli_main
 from regionharmony.data import SUBSETS, list_samples, load_pair
 from regionharmony.data.check import check_root, count_pairs
-from regionharmony.data.mini import FMSE_MIN
+from regionharmony.data.mini import FMSE_MIN, MILD_FMSE, build_mini
 from regionharmony.data.perturbations import away_from_background, light_coordinate
 
 
@@ -111,3 +111,21 @@ def test_foregrounds_move_away_from_the_background_light(mini_root):
 def test_test_split_has_one_composite_per_mask(mini_root):
     names = [s.name for s in list_samples(mini_root, "test")]
     assert len({n.rpartition("_")[0] for n in names}) == len(names)
+
+
+def test_mild_share_makes_nearly_right_composites(tmp_path, mini_root):
+    """--mild-share 1: every composite is the same kind of change scaled down to a foreground
+    MSE in MILD_FMSE (before JPEG); the default (0) records nothing and draws nothing."""
+    out = tmp_path / "mild"
+    build_mini(out, seed=0, size=64, train_per_subset=3, test_per_subset=2, mild_share=1.0)
+    manifest = json.loads((out / "make_mini.json").read_text())
+    assert manifest["mild_share"] == 1.0
+    composites = [m for k, m in manifest["images"].items() if "family" in m]
+    assert len(composites) == 4 * 5
+    for meta in composites:
+        assert 0 < meta["mild_scale"] < 1
+        assert MILD_FMSE[0] * 0.5 <= meta["fmse"] <= MILD_FMSE[1] * 1.5, meta
+    default = json.loads((mini_root / "make_mini.json").read_text())
+    assert "mild_share" not in default
+    assert not any("mild_scale" in m for m in default["images"].values())
+    assert main(["--out", str(tmp_path / "bad"), "--mild-share", "1.5", "--no-progress"]) == 1

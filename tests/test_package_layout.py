@@ -81,3 +81,17 @@ def test_top_level_holds_only_shared_modules() -> None:
         "summary",
     ]
     assert top == sorted(shared)
+
+
+def test_a_stage_command_imports_only_its_own_module() -> None:
+    """`regionharmony report ...` (11 stages of `dvc repro`) starts without torch: the parser is
+    built for the named subcommand alone (cli.build_parser), the full list only for --help."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; from regionharmony import cli; cli.build_parser('report'); "
+        "print('torch' in sys.modules); cli.build_parser(); print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"]

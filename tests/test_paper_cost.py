@@ -42,7 +42,7 @@ def test_quick_run_prints_both_plans(tmp_path: Path) -> None:
     assert "== side by side ==" in result.stdout and "== targets" in result.stdout
     report = json.loads(out.read_text())
     old, new = (report["plans"][n]["summary"] for n in ("old", "new"))
-    assert new["training images (M)"] == old["training images (M)"]
+    assert new["training images (M)"] < old["training images (M)"]
     assert new["pipeline wall hours"] < old["pipeline wall hours"]
     one, eight = report["launch"]
     assert one["gpus"] == 1 and one["ddp"] == pytest.approx(one["independent"])
@@ -78,8 +78,18 @@ def test_training_images_of_the_plans(cost: ModuleType, settings) -> None:
     expected = sum(
         cost.images_per_run(TRAIN_PAIRS, 8, 120, v.budget) for v in settings.variants.values()
     )
-    assert old == expected
-    assert old == new  # the same trainings; the new plan saves validation, not training
+    assert old == expected  # acfbd9c trained every variant, its L_HCL study too
+    # the new plan: fusion_style is full's first half, the paper switch keeps no study
+    shared = [v.name for v in settings.variants.values() if v.shared]
+    studies = [v for v in settings.variants.values() if v.kind == "studies"]
+    assert shared == ["fusion_style"] and studies and not settings.switch_studies
+    dropped = sum(
+        cost.images_per_run(TRAIN_PAIRS, 8, 120, v.budget)
+        for v in settings.variants.values()
+        if v.shared or v.kind == "studies"
+    )
+    assert new == old - dropped
+    assert new <= cost.TARGET_TRAIN_IMAGES
     names = [v.name for v in cost.validating_variants(settings, cost.PLANS["new"])]
     assert sorted(names) == ["fusion_adain", "fusion_rain", "fusion_style"]
     assert len(cost.validating_variants(settings, cost.PLANS["old"])) == len(settings.variants)
@@ -92,8 +102,9 @@ def test_paper_switch(cost: ModuleType) -> None:
     )
     switch = cost.paper_switch(text)
     assert switch == {"profile": "paper", "evaluate": {"highres": [512]}, "seeds": 1}
-    merged = cost.merged({"seeds": 3, "evaluate": {"size": 64, "highres": [128]}}, switch)
-    assert merged["evaluate"] == {"size": 64, "highres": [512]} and merged["seeds"] == 1
+    params = cost.switched({"seeds": 3, "evaluate": {"size": 64}, "studies": {"a": {}}}, switch)
+    assert params["evaluate"] == {"highres": [512]} and params["seeds"] == 1
+    assert cost.switched({"studies": {"a": {}}}, {"studies": {}})["studies"] == {}
     assert cost.paper_switch("profile: mini\n") == {}
 
 

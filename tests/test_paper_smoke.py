@@ -32,7 +32,7 @@ COPIED = (
 def smoke_params(repo: Path) -> None:
     """The paper_smoke switch of README ('A smoke run first'), plus what a CPU needs."""
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    params.update(profile="paper_smoke", seeds=1)
+    params.update(profile="paper_smoke", seeds=1, studies={})
     params["data"]["root"] = "data/smoke"
     params["evaluate"].update(size=32, highres=[64, 128])
     smoke = params["profiles"]["paper_smoke"]["train"]
@@ -76,9 +76,16 @@ def test_paper_smoke_runs_every_stage(tmp_path):
     assert config["train"]["crop"] == "resized" and config["loss"]["hcl_query"] == "paper"
     curves = repo / "models/fusion_rain/seed0/live/val/plots/metrics/psnr.tsv"
     assert curves.is_file()  # the Fig. 8/9 variants validate
-    assert not (repo / "models/full/seed0/live/val/plots").exists()  # the others do not
-    for name in ("table2_table3", "table4_highres", "loss_reading", "index"):
+    assert not (repo / "models/l1/seed0/live/val/plots").exists()  # the others do not
+    # fusion_style is full's run up to its end (a constant lr): copied, validated, not retrained
+    shared = repo / "models/full/seed0/prefix/fusion_style"
+    copied = repo / "models/fusion_style/seed0"
+    assert (copied / "model.pt").read_bytes() == (shared / "model.pt").read_bytes()
+    assert (copied / "live/val/plots/metrics/psnr.tsv").is_file()
+    assert not (repo / "models/hcl_truth_gated").exists()  # the paper switch keeps no study
+    for name in ("table2_table3", "table4_highres", "fig8_fig9_fusion_curves", "index"):
         assert (repo / f"reports/{name}.html").stat().st_size > 0
+    assert not (repo / "reports/loss_reading.html").exists()
     highres = json.loads((repo / "evaluation/highres/full_128/metrics.json").read_text())
     assert highres["size"] == 128
     assert (repo / "user_study/study/index.html").is_file()

@@ -35,7 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 SUBSETS = ("HCOCO", "HAdobe5k", "HFlickr", "Hday2night")
 PARAMS = load_params(ROOT / "params.yaml")
-VARIANTS = tuple(PARAMS["variants"])
+LAYERS = {**PARAMS["variants"], **PARAMS["prefix_variants"], **PARAMS["studies"]}
+VARIANTS = tuple(LAYERS)  # every model the pipeline makes (config.VARIANT_MAPPINGS)
 SIZE, HIGHRES = 32, (64,)
 BANNER = "NOT a reproduction of the paper's numbers"
 
@@ -114,7 +115,7 @@ def write_evaluation(folder: Path, pairs, size: int, seed: int, subsets=SUBSETS,
 
 def write_model_dir(folder: Path, variant: str, seed: int, weights: bool = False) -> None:
     """config.json, summary.json and DVCLive TSVs (and model.pt when `weights`)."""
-    overrides = PARAMS["variants"][variant]
+    overrides = LAYERS[variant]
     cfg = build_config("mini", variant=overrides)
     folder.mkdir(parents=True)
     (folder / "config.json").write_text(json.dumps(cfg.to_dict()))

@@ -9,6 +9,11 @@ and `--set SECTION.KEY=VALUE` on the command line the last one:
 
     dataclass defaults <- profiles[profile] <- variants[variant] <- --set
 
+A variant is named in one of three mappings (`VARIANT_MAPPINGS`): `variants`, each trained from
+scratch; `prefix_variants`, each the first part of another variant's run (`train.prefix_of`,
+shared where that is exact: `prefix_problem`); `studies`, this repository's own studies beyond
+the paper (the paper switch of params.yaml empties it).
+
 Every layer goes through `apply_layer`, which refuses an unknown section or key and a wrong type
 with a `ConfigError` naming the file, the key and what is allowed.
 """
@@ -100,6 +105,9 @@ class TrainConfig:
     checkpoint_every: int = 500
     checkpoint_minutes: float = 0.0
     validate: bool = False  # per-epoch validation: only the runs whose report draws curves
+    # a variant whose run begins with this one's (a `variants` name): where the two runs are
+    # the same up to this one's end (`prefix_problem`), that run's first part is this model
+    prefix_of: str = ""
     val_split: str = "test"  # per-epoch validation (Fig. 8/9 curves) on this split
     val_limit: int = 0  # 0: every validation pair; N: N pairs spread evenly over the split's list
     seed: int = 0
@@ -127,6 +135,9 @@ class Config:
 
 
 PAPER_PROFILE = "paper"  # the dataclass defaults; params.yaml may still set bookkeeping fields
+VARIANT_MAPPINGS = ("variants", "prefix_variants", "studies")
+# what may differ between a prefix run and the run it is the beginning of
+PREFIX_FREE_KEYS = ("budget", "validate", "prefix_of")
 SECTIONS = ("model", "loss", "train")
 
 
@@ -288,16 +299,24 @@ def resolve_config(
         raise ConfigError(
             f"{source}: unknown profile {profile!r}; choose one of {', '.join(known)}"
         )
-    variants = _named_layers(params, "variants", source)
+    variants = variant_layers(params, source)
     cfg = Config(profile=profile)
     apply_layer(cfg, profiles.get(profile), f"{source}, profiles.{profile}")
     if variant is not None:
         if variant not in variants:
             allowed = f"choose one of {', '.join(variants)}" if variants else "it defines none"
             raise ConfigError(f"{source}: unknown variant {variant!r}; {allowed}")
-        apply_layer(cfg, variants[variant], f"{source}, variants.{variant}")
+        apply_layer(cfg, variants[variant], f"{source}, {variant_source(params, variant)}")
     apply_layer(cfg, overrides, "--set")
     validate(cfg, f"{source} with --set" if overrides else source)
+    parents = _named_layers(params, "variants", source)
+    for name, layer in variants.items():
+        parent = ((layer or {}).get("train") or {}).get("prefix_of", "")
+        if parent and parent not in parents:
+            raise ConfigError(
+                f"{source}: {variant_source(params, name)}.train.prefix_of must name a variant "
+                f"of `variants`, got {parent!r}"
+            )
     for name, layer in profiles.items():
         if name != profile:
             where = f"{source}, profiles.{name}"
@@ -306,13 +325,74 @@ def resolve_config(
             validate(other, where)
     for name, layer in variants.items():
         if name != variant:
-            where = f"{source}, variants.{name}"
+            where = f"{source}, {variant_source(params, name)}"
             other = Config(profile=profile)
             apply_layer(other, profiles.get(profile), f"{source}, profiles.{profile}")
             apply_layer(other, layer, where)
             apply_layer(other, overrides, "--set")
             validate(other, f"{where} with --set" if overrides else where)
     return cfg
+
+
+def prefixes_of(
+    params: Mapping[str, Any],
+    profile: str | None,
+    variant: str | None,
+    overrides: Mapping[str, Any] | None = None,
+    source: str = "params.yaml",
+) -> dict[str, Config]:
+    """The resolved configs of the variants whose `train.prefix_of` names `variant`."""
+    names = [
+        name
+        for name, layer in variant_layers(params, source).items()
+        if variant and ((layer or {}).get("train") or {}).get("prefix_of") == variant
+    ]
+    return {name: resolve_config(params, profile, name, overrides, source) for name in names}
+
+
+def variant_layers(params: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """Every variant of params.yaml by name, from all of `VARIANT_MAPPINGS`; a name in two of
+    them is refused."""
+    out: dict[str, Any] = {}
+    for key in VARIANT_MAPPINGS:
+        for name, layer in _named_layers(params, key, source).items():
+            if name in out:
+                raise ConfigError(f"{source}: variant {name!r} is defined twice ({key} too)")
+            out[name] = layer
+    return out
+
+
+def variant_source(params: Mapping[str, Any], name: str) -> str:
+    """`<mapping>.<name>`: where params.yaml defines the variant `name`."""
+    for key in VARIANT_MAPPINGS:
+        if name in (params.get(key) or {}):
+            return f"{key}.{name}"
+    return f"variants.{name}"
+
+
+def prefix_problem(prefix: Config, parent: Config) -> str | None:
+    """Why `prefix`'s run is not the first part of `parent`'s run, or None where it is.
+
+    The two runs are the same step for step up to the prefix's end when everything that shapes
+    a step is equal (init, data order, crops, patch draws and lr are functions of the seed,
+    step and image: `train.plan`), apart from `PREFIX_FREE_KEYS`, and the learning rate does
+    not depend on the run's length (a constant schedule; cosine decays over the whole run).
+    Per-epoch validation does not touch the training state (eval mode, no gradients).
+    """
+    if parent.train.lr_schedule != "constant":
+        return f"train.lr_schedule is {parent.train.lr_schedule}, not constant"
+    a, b = prefix.to_dict(), parent.to_dict()
+    for key in PREFIX_FREE_KEYS:
+        a["train"].pop(key), b["train"].pop(key)
+    for section in a:
+        if a[section] != b[section]:
+            if not isinstance(a[section], dict):
+                return f"{section} differs"
+            keys = sorted(k for k in a[section] if a[section][k] != b[section].get(k))
+            return f"{', '.join(f'{section}.{k}' for k in keys)} differ"
+    if prefix.train.budget > parent.train.budget:
+        return f"train.budget {prefix.train.budget} is longer than {parent.train.budget}"
+    return None
 
 
 def _named_layers(params: Mapping[str, Any], key: str, source: str) -> Mapping[str, Any]:
@@ -378,12 +458,17 @@ DEFAULT_PARAMS = Path("params.yaml")
 def config_from_args(args: Any) -> Config:
     """The config a command line asks for: --params (default ./params.yaml; without one, only
     the paper profile is known), --profile, --variant and --set."""
+    params, source = params_from_args(args)
+    return resolve_config(params, args.profile, args.variant, parse_assignments(args.set), source)
+
+
+def params_from_args(args: Any) -> tuple[dict[str, Any], str]:
+    """params.yaml as --params names it (default ./params.yaml, else none) and its name."""
     path = args.params
     if path is None:
         path = DEFAULT_PARAMS if DEFAULT_PARAMS.is_file() else None
     params = load_params(path) if path is not None else {}
-    source = str(path) if path is not None else "defaults"
-    return resolve_config(params, args.profile, args.variant, parse_assignments(args.set), source)
+    return params, str(path) if path is not None else "defaults"
 
 
 def build_config(

@@ -44,9 +44,14 @@ mini model still made those composites worse on the test split. A change of ligh
 background tells a model about its foreground, which is what harmonisation is.
 
 A perturbation is redrawn until the foreground MSE lies in [`FMSE_MIN`, `FMSE_MAX`]: clearly
-visible, still plausible. Outside the mask the composite's pixels equal the real photograph's
-before JPEG encoding. Output is byte-identical for a seed (fixed JPEG settings, no metadata) and
-appears atomically.
+visible, still plausible. With `--mild-share S` (default 0) a share S of the composites is
+nearly right instead: the same change at a fraction of its strength, the foreground MSE drawn
+log-uniformly in `MILD_FMSE` (near-identity to just visible). iHarmony4 has every strength,
+nearly right composites among them, and a model trained only on strong changes moves every
+foreground; at the mini budget the model cannot tell the two apart (README, 'Nearly right
+composites', measures it), so the default keeps S = 0. Outside the mask the composite's pixels
+equal the real photograph's before JPEG encoding. Output is byte-identical for a seed (fixed
+JPEG settings, no metadata) and appears atomically.
 """
 
 from __future__ import annotations
@@ -78,6 +83,8 @@ from regionharmony.options import add_progress
 
 # Foreground MSE window (0-255 scale) a composite must fall in: RMSE about 17 to 55 levels.
 FMSE_MIN, FMSE_MAX = 300.0, 3000.0
+MILD_SHARE = 0.0  # default share of nearly right composites, train and test (README: mild)
+MILD_FMSE = (10.0, 300.0)  # their foreground MSE, drawn log-uniformly: RMSE about 3 to 17 levels
 MASK_AREA = (0.03, 0.40)  # foreground share of the image
 SEGMENT_SIDE = 192  # longest side at which photos are segmented
 
@@ -165,31 +172,65 @@ def choose_masks(
 
 
 def make_composite(
-    real: np.ndarray, mask: np.ndarray, subset: str, rng: np.random.Generator
+    real: np.ndarray,
+    mask: np.ndarray,
+    subset: str,
+    rng: np.random.Generator,
+    mild_share: float = MILD_SHARE,
 ) -> tuple[np.ndarray, dict]:
     """The real photo with its foreground recoloured by the subset's perturbation family.
 
     The foreground is moved away from the background's light (`away_from_background`); the
     strengths are redrawn until the foreground MSE is in [FMSE_MIN, FMSE_MAX] (at most 20
-    draws; else the draw closest to that window). Background pixels are the real photo's,
-    exactly.
+    draws; else the draw closest to that window). With probability `mild_share` that change is
+    then scaled down to a foreground MSE drawn in MILD_FMSE (`soften`). Background pixels are
+    the real photo's, exactly.
     """
     fg = real[mask] / 255.0
     sign = away_from_background(real, mask)
     best, best_gap = None, np.inf
     for _ in range(20):
         out, meta = PERTURBATIONS[subset](fg, sign, rng)
-        pixels = np.clip(np.round(out * 255), 0, 255).astype(np.uint8)
-        fmse = float(np.mean((pixels.astype(np.float64) - real[mask]) ** 2))
+        fmse = foreground_mse(out, real[mask])
         gap = max(FMSE_MIN - fmse, fmse - FMSE_MAX, 0.0)
         if gap < best_gap:
-            best, best_gap = (pixels, {**meta, "fmse": round(fmse, 2)}), gap
+            best, best_gap = (out, meta), gap
         if gap == 0:
             break
-    pixels, meta = best
+    out, meta = best
+    if mild_share > 0 and rng.random() < mild_share:  # no draw at 0: the same bytes as before
+        target = float(np.exp(rng.uniform(*np.log(MILD_FMSE))))
+        out, scale = soften(fg, out, real[mask], target)
+        meta = {**meta, "mild_scale": round(scale, 4)}
+    pixels = to_uint8(out)
     composite = real.copy()
     composite[mask] = pixels
-    return composite, {"family": PERTURBATIONS[subset].__name__, "side": int(sign), **meta}
+    fmse = round(foreground_mse(out, real[mask]), 2)
+    meta = {"family": PERTURBATIONS[subset].__name__, "side": int(sign), **meta, "fmse": fmse}
+    return composite, meta
+
+
+def to_uint8(pixels: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(pixels * 255), 0, 255).astype(np.uint8)
+
+
+def foreground_mse(pixels: np.ndarray, real: np.ndarray) -> float:
+    """MSE (0-255 scale) of float 0-1 foreground pixels, as written, against the real ones."""
+    return float(np.mean((to_uint8(pixels).astype(np.float64) - real) ** 2))
+
+
+def soften(
+    fg: np.ndarray, out: np.ndarray, real: np.ndarray, target: float
+) -> tuple[np.ndarray, float]:
+    """`fg` moved a fraction t of the way to `out`, t chosen so that the foreground MSE is about
+    `target` (MSE grows as t squared; three corrections absorb rounding and clipping)."""
+    t = 1.0
+    for _ in range(4):
+        fmse = foreground_mse(fg + t * (out - fg), real)
+        if fmse <= 0:
+            break
+        t = min(1.0, t * float(np.sqrt(target / fmse)))
+    return fg + t * (out - fg), t
 
 
 # -- the builder ----------------------------------------------------------------------------
@@ -224,6 +265,7 @@ def build_subset(
     photos: list[Photo],
     seed: int,
     size: int,
+    mild_share: float = MILD_SHARE,
 ) -> tuple[list[str], dict, int]:
     """Write `count` composites of one subset and split; return (names, provenance, next id)."""
     subset_no, split_no = SUBSETS.index(subset), SPLITS.index(split)
@@ -262,7 +304,7 @@ def build_subset(
             for k in range(1, per_mask + 1):
                 if len(names) == count:
                     break
-                composite, meta = make_composite(real, mask, subset, rng)
+                composite, meta = make_composite(real, mask, subset, rng, mild_share)
                 name = f"{rid}_{mask_no}_{k}.jpg"
                 save_jpeg(composite, folder / "composite_images" / name)
                 provenance[name] = meta
@@ -277,6 +319,7 @@ def build_mini(
     size: int = 256,
     train_per_subset: int = 40,
     test_per_subset: int = 16,
+    mild_share: float = MILD_SHARE,
     force: bool = False,
     progress: bool = False,
 ) -> dict[str, dict[str, int]]:
@@ -285,6 +328,8 @@ def build_mini(
         raise ConfigError(f"make-mini: --size must be at least 16 pixels, got {size}")
     if train_per_subset < 1 or test_per_subset < 1:
         raise ConfigError("make-mini: every subset needs at least one train and one test pair")
+    if not 0 <= mild_share <= 1:
+        raise ConfigError(f"make-mini: --mild-share must be in [0, 1], got {mild_share}")
     pools = load_photos()
     counts = {"train": train_per_subset, "test": test_per_subset}
     manifest: dict = {
@@ -295,6 +340,8 @@ def build_mini(
         "photos": {split: [p.name for p in pool] for split, pool in pools.items()},
         "images": {},
     }
+    if mild_share:  # recorded when used, so that the default's manifest keeps its bytes
+        manifest["mild_share"] = mild_share
     lists: dict[str, dict[str, list[str]]] = {split: {} for split in SPLITS}
     jobs = [(subset, split) for subset in SUBSETS for split in SPLITS]
     with atomic_directory(out, replace=force) as tmp:
@@ -304,7 +351,15 @@ def build_mini(
         numbers = dict.fromkeys(SUBSETS, 0)
         for subset, split in tqdm(jobs, desc="make-mini", disable=not progress):
             names, provenance, numbers[subset] = build_subset(
-                tmp, subset, split, counts[split], numbers[subset], pools[split], seed, size
+                tmp,
+                subset,
+                split,
+                counts[split],
+                numbers[subset],
+                pools[split],
+                seed,
+                size,
+                mild_share,
             )
             lists[split][subset] = sorted(names)
             manifest["images"].update({f"{subset}/{k}": v for k, v in provenance.items()})
@@ -345,6 +400,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--test-per-subset", type=int, default=16, help="test composites per subset (default: 16)"
     )
     parser.add_argument(
+        "--mild-share",
+        type=float,
+        default=MILD_SHARE,
+        help="share of nearly right composites, foreground MSE 10-300 (default: "
+        f"{MILD_SHARE}; README: 'Nearly right composites')",
+    )
+    parser.add_argument(
         "--force", action="store_true", help="replace OUT if it exists and is not empty"
     )
     add_progress(parser)
@@ -358,6 +420,7 @@ def run(args: argparse.Namespace) -> int:
         size=args.size,
         train_per_subset=args.train_per_subset,
         test_per_subset=args.test_per_subset,
+        mild_share=args.mild_share,
         force=args.force,
         progress=not args.no_progress,
     )

@@ -346,7 +346,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar=("MILD_BELOW", "STRONG_FROM"),
         help="composite-error bins of metrics.json by the input composite's own fMSE: mild "
         "below the first, strong from the second (default %(default)s; params.yaml "
-        "evaluate.error_bins)",
+        "error_bins)",
     )
     add_device(parser)
     parser.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")

@@ -39,7 +39,7 @@ METRICS: tuple[str, ...] = ("mse", "psnr", "fmse", "ssim", "fssim")
 # foreground-ratio bins of the optional breakdown: [low, high) in percent, the last one closed
 FG_BINS: dict[str, tuple[float, float]] = {"0-5": (0, 5), "5-15": (5, 15), "15-100": (15, 100)}
 # bins of the composite's own foreground error (its fMSE against the real image): mild below the
-# first edge, strong from the second (our choice; params.yaml evaluate.error_bins sets them)
+# first edge, strong from the second (our choice; params.yaml error_bins sets them)
 ERROR_BINS: tuple[str, ...] = ("mild", "medium", "strong")
 ERROR_EDGES: tuple[float, float] = (500.0, 2000.0)
 

@@ -23,6 +23,14 @@ the averaged gradient equals single-process training on that batch whenever the 
 image; BatchNorm takes its statistics over the global batch (`train.sync_bn`: SyncBatchNorm on
 GPUs, `distributed.CrossRankBatchNorm` on CPU ranks). Rank 0 logs and writes checkpoints.
 `--processes N` (params.yaml `launch.processes`) starts the same command under torchrun itself.
+
+Shared runs: a variant with `train.prefix_of: P` (params.yaml `prefix_variants`) is the first
+part of P's run where the two runs are the same step for step (`config.prefix_problem`: a
+constant learning rate, everything else equal but the budget and validation). Training P then
+writes that part, validated as the prefix validates, to OUT/prefix/<variant>/ of each seed, and
+training the variant copies it from the sibling model directory (`<OUT>/../P/seed<N>/prefix/`)
+instead of training again. Where it is not exact (the mini profile's cosine schedule) or P's run
+did not write it, the variant trains on its own, and says why.
 """
 
 from __future__ import annotations
@@ -41,9 +49,18 @@ from typing import Any
 
 import torch
 
-from regionharmony.config import Config, config_from_args
+from regionharmony.config import (
+    Config,
+    config_from_args,
+    params_from_args,
+    parse_assignments,
+    prefix_problem,
+    prefixes_of,
+    resolve_config,
+)
 from regionharmony.cpu_threads import usable_cpus
 from regionharmony.errors import ConfigError, UserError
+from regionharmony.io import atomic_directory
 from regionharmony.options import add_config, add_progress, add_subsets
 from regionharmony.runtime import stop_with_parent
 from regionharmony.train.launch import (
@@ -54,7 +71,7 @@ from regionharmony.train.launch import (
 )
 from regionharmony.train.logs import attach_log_file
 from regionharmony.train.step import NonFiniteLossError
-from regionharmony.train.trainer import Trainer
+from regionharmony.train.trainer import PREFIX_DIR, Trainer
 
 __all__ = ["NonFiniteLossError", "Trainer", "add_arguments", "attach_log_file", "run"]
 
@@ -116,6 +133,7 @@ def train_one(
     subsets: list[str] | None,
     progress: bool,
     threads: int = 0,
+    prefixes: dict[str, Config] | None = None,
 ) -> dict[str, Any]:
     """One training run into `out` (its own train.log); the model directory's summary.
 
@@ -131,7 +149,9 @@ def train_one(
     main_rank = os.environ.get("RANK", "0") == "0"  # the other ranks of torchrun log nothing
     handler = attach_log_file(out / "train.log") if main_rank else logging.NullHandler()
     try:
-        trainer = Trainer(cfg, data_root, out, checkpoint_dir, subsets, show_progress=progress)
+        trainer = Trainer(
+            cfg, data_root, out, checkpoint_dir, subsets, show_progress=progress, prefixes=prefixes
+        )
         if trainer.dist.main:  # one trainer per checkpoint directory (CheckpointStore.lock)
             trainer.checkpoints.lock()
         try:
@@ -194,9 +214,13 @@ def run(args: argparse.Namespace) -> int:
         if args.num_seeds < 1:
             raise ConfigError(f"--num-seeds must be at least 1, got {args.num_seeds}")
         args.seeds = list(range(cfg.train.seed, cfg.train.seed + args.num_seeds))
+    if cfg.train.prefix_of and copy_shared_prefix(cfg, args):
+        return 0
+    params, source = params_from_args(args)
+    prefixes = prefixes_of(params, args.profile, args.variant, parse_assignments(args.set), source)
     if not args.seeds:
         summary = train_one(
-            cfg, args.data_root, args.out, args.checkpoint_dir, args.subsets, progress
+            cfg, args.data_root, args.out, args.checkpoint_dir, args.subsets, progress, 0, prefixes
         )
         if summary:
             print(json.dumps({k: summary[k] for k in ("steps", "final_validation")}, indent=2))
@@ -207,17 +231,60 @@ def run(args: argparse.Namespace) -> int:
         seeded.train.seed = seed
         ckpt = args.checkpoint_dir / f"seed{seed}" if args.checkpoint_dir else None
         runs.append((seeded, args.data_root, args.out / f"seed{seed}", ckpt, args.subsets))
+    runs_prefixes = list(zip(runs, [with_seed(prefixes, seed) for seed in args.seeds], strict=True))
     jobs = max(1, min(args.jobs or auto_jobs(cfg), len(runs)))
     if jobs == 1:
-        summaries = [train_one(*r, progress) for r in runs]
+        summaries = [train_one(*r, progress, 0, p) for r, p in runs_prefixes]
     else:
         threads = torch.get_num_threads()
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(jobs, mp_context=context) as pool:
-            futures = [pool.submit(train_one, *r, False, threads) for r in runs]
+            futures = [pool.submit(train_one, *r, False, threads, p) for r, p in runs_prefixes]
             summaries = [f.result() for f in futures]
     for seed, summary in zip(args.seeds, summaries, strict=True):
         if not summary:  # a rank other than 0
             continue
         print(f"seed {seed}: {summary['steps']} steps, validation {summary['final_validation']}")
     return 0
+
+
+def with_seed(configs: dict[str, Config], seed: int) -> dict[str, Config]:
+    out = {name: copy.deepcopy(cfg) for name, cfg in configs.items()}
+    for cfg in out.values():
+        cfg.train.seed = seed
+    return out
+
+
+def copy_shared_prefix(cfg: Config, args: argparse.Namespace) -> bool:
+    """Copy this variant's models from the run it is the first part of (module docstring);
+    False, saying why, where it must train on its own."""
+    parent_name = cfg.train.prefix_of
+    params, source = params_from_args(args)
+    parent = resolve_config(params, args.profile, parent_name, parse_assignments(args.set), source)
+    problem = prefix_problem(cfg, parent)
+    if problem is None and under_torchrun():
+        problem = "started under torchrun"
+    if problem is not None:
+        print(f"{args.variant}: trained on its own, not shared with {parent_name} ({problem})")
+        return False
+    parent_dir = args.out.parent / parent_name
+    pairs = [(cfg, parent_dir, args.out)]
+    if args.seeds:
+        pairs = [
+            (with_seed({"": cfg}, seed)[""], parent_dir / f"seed{seed}", args.out / f"seed{seed}")
+            for seed in args.seeds
+        ]
+    sources = []
+    for seeded, parent_run, out in pairs:
+        shared = parent_run / PREFIX_DIR / args.variant
+        config_file = shared / "config.json"
+        if not config_file.is_file() or json.loads(config_file.read_text()) != seeded.to_dict():
+            print(f"{args.variant}: trained on its own: {shared} holds no run of this config")
+            return False
+        sources.append((shared, out))
+    for shared, out in sources:
+        with atomic_directory(out, replace=True) as tmp:
+            shutil.copytree(shared, tmp, dirs_exist_ok=True)
+        steps = json.loads((shared / "summary.json").read_text())["steps"]
+        print(f"{out}: the first {steps} steps of {shared.parent.parent} (one shared run)")
+    return True

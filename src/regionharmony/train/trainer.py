@@ -12,6 +12,7 @@ import sys
 import time
 import zlib
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +22,18 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from regionharmony.config import Config
+from regionharmony.config import Config, TrainConfig, prefix_problem
 from regionharmony.data.check import require_valid_root
 from regionharmony.data.dataset import HarmonyDataset
 from regionharmony.errors import ConfigError, DataError
 from regionharmony.evaluation.protocol import score_batch
-from regionharmony.io import TRAINING_CODE, atomic_save, atomic_write_text, code_version
+from regionharmony.io import (
+    TRAINING_CODE,
+    atomic_directory,
+    atomic_save,
+    atomic_write_text,
+    code_version,
+)
 from regionharmony.loss import HarmonizationLoss
 from regionharmony.model.harmonizer import build_model, count_parameters, forward_gflops
 from regionharmony.runtime import autocast, on_for, resolve_device, uses_bf16
@@ -41,6 +48,7 @@ from regionharmony.train.plan import BatchPlan, patch_seeds
 from regionharmony.train.step import Objective, require_finite
 
 log = logging.getLogger("regionharmony.train")
+PREFIX_DIR = "prefix"  # OUT/prefix/<variant>/: a shared run's first part, as its own model dir
 
 
 def session_note(message: str, *args: object) -> None:
@@ -111,7 +119,11 @@ class Trainer:
         checkpoint_dir: Path | None = None,
         subsets: list[str] | None = None,
         show_progress: bool = True,
+        prefixes: Mapping[str, Config] | None = None,
     ) -> None:
+        """`prefixes`: variants whose run is this run's first part (`train.prefix_of`); each
+        that is exact (`config.prefix_problem`) is written at its last step to
+        OUT/prefix/<name>/, validated as it would validate itself."""
         self.cfg, self.tc = cfg, cfg.train
         self.data_root, self.out_dir = Path(data_root), Path(out_dir)
         self.subsets, self.show_progress = subsets, show_progress
@@ -168,9 +180,12 @@ class Trainer:
                 f"{self.data_root} has {len(self.train_set)} training pairs, fewer than one "
                 f"batch of {self.tc.batch_size}"
             )
-        self.total_steps = self.steps_per_epoch * max(1, round(self.tc.epochs * self.tc.budget))
-        if self.tc.max_steps:
-            self.total_steps = min(self.total_steps, self.tc.max_steps)
+        self.total_steps = self.run_steps(self.tc)
+        self.prefixes = {
+            name: (prefix, self.run_steps(prefix.train))
+            for name, prefix in (prefixes or {}).items()
+            if prefix_problem(prefix, cfg) is None
+        }
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.lr_factor)
         self.step = 0
         self.saved_at = time.monotonic()
@@ -213,6 +228,11 @@ class Trainer:
             torch._functorch.config.backward_pass_autocast = "off"
             objective = torch.compile(objective)
         return objective
+
+    def run_steps(self, tc: TrainConfig) -> int:
+        """Optimiser steps of a run of `tc`: its share of the epochs, capped by max_steps."""
+        steps = self.steps_per_epoch * max(1, round(tc.epochs * tc.budget))
+        return min(steps, tc.max_steps) if tc.max_steps else steps
 
     def lr_factor(self, step: int) -> float:
         if self.tc.lr_schedule == "constant":
@@ -371,7 +391,7 @@ class Trainer:
             if self.checkpoint_due() and not epoch_end:
                 self.sync()
                 self.save_checkpoint()
-            if self.step >= self.total_steps:
+            if self.step >= self.total_steps or self.prefix_ends_now():
                 break
         self.sync()
         logs = self.logs
@@ -379,14 +399,41 @@ class Trainer:
             logs.end_epoch()
         # at every epoch end, and at the last step of a run capped mid-epoch (train.max_steps)
         ended = self.step % self.steps_per_epoch == 0 or self.step >= self.total_steps
-        if self.tc.validate and ended and logs is not None:
+        if self.validates_now(ended) and logs is not None:
             epoch = -(-self.step // self.steps_per_epoch)  # the epoch this step belongs to
             self.last_val = self.validate()
             logs.log_validation(epoch, self.step, self.last_val)
             log.info("epoch %d: %s", epoch, self.last_val)
+        for name, (prefix, end) in self.prefixes.items():
+            if self.step == end and self.dist.main:
+                self.write_prefix(name, prefix)
         # after validation, so that a run killed while validating redoes it on resume
         if self.tc.checkpoint_every or self.checkpoint_due():
             self.save_checkpoint()
+
+    def prefix_ends_now(self) -> bool:
+        return any(self.step == end for _, end in self.prefixes.values())
+
+    def validates_now(self, ended: bool) -> bool:
+        """At an epoch end (or the run's last step) when this run validates; and at the points
+        where a prefix run that validates would, up to its last step."""
+        if self.tc.validate and ended:
+            return True
+        epoch_end = self.step % self.steps_per_epoch == 0
+        return any(
+            prefix.train.validate and self.step <= end and (epoch_end or self.step == end)
+            for prefix, end in self.prefixes.values()
+        )
+
+    def write_prefix(self, name: str, prefix: Config) -> None:
+        """OUT/prefix/<name>/: the model directory the prefix run would have written itself
+        (its config, this run's weights and logs at its last step)."""
+        with atomic_directory(self.out_dir / PREFIX_DIR / name, replace=True) as tmp:
+            for rel, text in log_files(self.out_dir).items():
+                (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                (tmp / rel).write_text(text, encoding="utf-8")
+            self.write_model_files(tmp, prefix)
+        log.info("wrote %s: the first %d steps of this run", name, self.step)
 
     def data_card(self) -> dict[str, Any]:
         """What the model was trained on, for its summary.json (the model card): the root as
@@ -401,8 +448,12 @@ class Trainer:
         }
 
     def write_model_dir(self) -> dict[str, Any]:
+        return self.write_model_files(self.out_dir, self.cfg)
+
+    def write_model_files(self, out_dir: Path, cfg: Config) -> dict[str, Any]:
+        """model.pt, config.json and summary.json of a run of `cfg` that stops at this step."""
         summary = {
-            "profile": self.cfg.profile,
+            "profile": cfg.profile,
             "params_generator": count_parameters(self.model),
             "params_head": count_parameters(self.criterion),
             "gflops_per_image": forward_gflops(self.model, self.tc.image_size),
@@ -413,9 +464,10 @@ class Trainer:
             "data": self.data_card(),
             "code_version": code_version(TRAINING_CODE),
             "final_train_loss": self.last_terms,
-            "final_validation": self.last_val,
+            # a run that does not validate itself reports none (a prefix's may be in its logs)
+            "final_validation": self.last_val if cfg.train.validate else {},
         }
-        atomic_save(self.model.state_dict(), self.out_dir / "model.pt")
-        atomic_write_text(json.dumps(self.cfg.to_dict(), indent=2), self.out_dir / "config.json")
-        atomic_write_text(json.dumps(summary, indent=2), self.out_dir / "summary.json")
+        atomic_save(self.model.state_dict(), out_dir / "model.pt")
+        atomic_write_text(json.dumps(cfg.to_dict(), indent=2), out_dir / "config.json")
+        atomic_write_text(json.dumps(summary, indent=2), out_dir / "summary.json")
         return summary
