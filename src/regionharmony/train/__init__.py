@@ -205,17 +205,18 @@ def auto_jobs(cfg: Config) -> int:
 
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
+    if args.num_seeds is not None and not args.seeds:
+        if args.num_seeds < 1:
+            raise ConfigError(f"--num-seeds must be at least 1, got {args.num_seeds}")
+        args.seeds = list(range(cfg.train.seed, cfg.train.seed + args.num_seeds))
+    # a shared run is copied by this one process, before any ranks start
+    if cfg.train.prefix_of and not under_torchrun() and copy_shared_prefix(cfg, args):
+        return 0
     processes = resolve_processes(args.processes, cfg.train.device)
     if processes > 1 and not under_torchrun():
         command = without_option(getattr(args, "argv", None) or sys.argv[1:], "--processes")
         return run_under_torchrun(processes, command)
     progress = not args.no_progress
-    if args.num_seeds is not None and not args.seeds:
-        if args.num_seeds < 1:
-            raise ConfigError(f"--num-seeds must be at least 1, got {args.num_seeds}")
-        args.seeds = list(range(cfg.train.seed, cfg.train.seed + args.num_seeds))
-    if cfg.train.prefix_of and copy_shared_prefix(cfg, args):
-        return 0
     params, source = params_from_args(args)
     prefixes = prefixes_of(params, args.profile, args.variant, parse_assignments(args.set), source)
     if not args.seeds:
@@ -262,8 +263,6 @@ def copy_shared_prefix(cfg: Config, args: argparse.Namespace) -> bool:
     params, source = params_from_args(args)
     parent = resolve_config(params, args.profile, parent_name, parse_assignments(args.set), source)
     problem = prefix_problem(cfg, parent)
-    if problem is None and under_torchrun():
-        problem = "started under torchrun"
     if problem is not None:
         print(f"{args.variant}: trained on its own, not shared with {parent_name} ({problem})")
         return False
