@@ -1048,7 +1048,10 @@ def plan_cost(settings: Settings, plan: Plan, costs: Costs, machine: Machine) ->
 
 def disk(cost: PlanCost, settings: Settings, costs: Costs) -> dict[str, float]:
     """GB on disk after a paper-profile run (estimates from the measured bytes)."""
-    models = len(planned_variants(settings, cost.plan)) * settings.seeds
+    planned = planned_variants(settings, cost.plan)
+    # a shared prefix is on disk twice: in its parent's model directory and copied out
+    copies = sum(1 for v in planned if v.shared and cost.plan.shares_prefixes)
+    models = (len(planned) + copies) * settings.seeds
     test_pairs = sum(s.test for s in SUBSETS.values())
     pngs = (models + len(settings.baselines) + settings.study_candidates) * test_pairs
     data = dataset_bytes(costs) / 1e9
