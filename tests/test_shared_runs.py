@@ -58,6 +58,11 @@ def test_the_shared_prefix_equals_the_variant_trained_on_its_own(tiny_root, tmp_
     alone = tree(tmp_path / "alone" / "half/seed0")
     assert sorted(shared) == sorted(alone) and "live/val/plots/metrics/psnr.tsv" in alone
     assert [name for name in alone if shared[name] != alone[name]] == []
+    # a parent run on another data root is not taken (here the same files under another name)
+    link = tmp_path / "elsewhere"
+    link.symlink_to(tiny_root)
+    train(params, "half", link, models / "half_elsewhere")
+    assert f"was trained on {tiny_root}, not {link}" in capsys.readouterr().out
     # validating for the prefix leaves full's own training untouched
     plain = write_params(tmp_path / "plain", "constant", prefixes=False)
     train(plain, "full", tiny_root, tmp_path / "plain" / "models" / "full")

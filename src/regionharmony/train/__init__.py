@@ -60,7 +60,7 @@ from regionharmony.config import (
 )
 from regionharmony.cpu_threads import usable_cpus
 from regionharmony.errors import ConfigError, UserError
-from regionharmony.io import atomic_directory
+from regionharmony.io import TRAINING_CODE, atomic_directory, code_version
 from regionharmony.options import add_config, add_progress, add_subsets
 from regionharmony.runtime import stop_with_parent
 from regionharmony.train.launch import (
@@ -276,9 +276,9 @@ def copy_shared_prefix(cfg: Config, args: argparse.Namespace) -> bool:
     sources = []
     for seeded, parent_run, out in pairs:
         shared = parent_run / PREFIX_DIR / args.variant
-        config_file = shared / "config.json"
-        if not config_file.is_file() or json.loads(config_file.read_text()) != seeded.to_dict():
-            print(f"{args.variant}: trained on its own: {shared} holds no run of this config")
+        problem = shared_run_problem(shared, seeded, args.data_root)
+        if problem is not None:
+            print(f"{args.variant}: trained on its own: {shared} {problem}")
             return False
         sources.append((shared, out))
     for shared, out in sources:
@@ -287,3 +287,19 @@ def copy_shared_prefix(cfg: Config, args: argparse.Namespace) -> bool:
         steps = json.loads((shared / "summary.json").read_text())["steps"]
         print(f"{out}: the first {steps} steps of {shared.parent.parent} (one shared run)")
     return True
+
+
+def shared_run_problem(shared: Path, cfg: Config, data_root: Path) -> str | None:
+    """Why the model directory `shared` is not this run of `cfg` on `data_root`, or None."""
+    try:
+        config = json.loads((shared / "config.json").read_text())
+        summary = json.loads((shared / "summary.json").read_text())
+    except (OSError, ValueError):
+        return "holds no finished run"
+    if config != cfg.to_dict():
+        return "holds a run of another config"
+    if summary.get("code_version") != code_version(TRAINING_CODE):
+        return "was trained by other training code"
+    if summary.get("data", {}).get("root") != str(data_root):
+        return f"was trained on {summary.get('data', {}).get('root')}, not {data_root}"
+    return None
