@@ -311,7 +311,7 @@ def resolve_config(
     validate(cfg, f"{source} with --set" if overrides else source)
     parents = _named_layers(params, "variants", source)
     for name, layer in variants.items():
-        parent = ((layer or {}).get("train") or {}).get("prefix_of", "")
+        parent = layer_prefix_of(layer)
         if parent and parent not in parents:
             raise ConfigError(
                 f"{source}: {variant_source(params, name)}.train.prefix_of must name a variant "
@@ -345,9 +345,14 @@ def prefixes_of(
     names = [
         name
         for name, layer in variant_layers(params, source).items()
-        if variant and ((layer or {}).get("train") or {}).get("prefix_of") == variant
+        if variant and layer_prefix_of(layer) == variant
     ]
     return {name: resolve_config(params, profile, name, overrides, source) for name in names}
+
+
+def layer_prefix_of(layer: Mapping[str, Any] | None) -> str:
+    """The `train.prefix_of` a variant's layer sets ("" where it sets none)."""
+    return ((layer or {}).get("train") or {}).get("prefix_of") or ""
 
 
 def variant_layers(params: Mapping[str, Any], source: str) -> dict[str, Any]:

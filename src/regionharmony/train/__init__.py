@@ -51,7 +51,6 @@ import torch
 
 from regionharmony.config import (
     Config,
-    config_from_args,
     params_from_args,
     parse_assignments,
     prefix_problem,
@@ -204,21 +203,24 @@ def auto_jobs(cfg: Config) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = config_from_args(args)
+    params, source = params_from_args(args)
+    overrides = parse_assignments(args.set)
+    cfg = resolve_config(params, args.profile, args.variant, overrides, source)
     if args.num_seeds is not None and not args.seeds:
         if args.num_seeds < 1:
             raise ConfigError(f"--num-seeds must be at least 1, got {args.num_seeds}")
         args.seeds = list(range(cfg.train.seed, cfg.train.seed + args.num_seeds))
     # a shared run is copied by this one process, before any ranks start
-    if cfg.train.prefix_of and not under_torchrun() and copy_shared_prefix(cfg, args):
-        return 0
+    if cfg.train.prefix_of and not under_torchrun():
+        parent = resolve_config(params, args.profile, cfg.train.prefix_of, overrides, source)
+        if copy_shared_prefix(cfg, parent, args):
+            return 0
     processes = resolve_processes(args.processes, cfg.train.device)
     if processes > 1 and not under_torchrun():
         command = without_option(getattr(args, "argv", None) or sys.argv[1:], "--processes")
         return run_under_torchrun(processes, command)
     progress = not args.no_progress
-    params, source = params_from_args(args)
-    prefixes = prefixes_of(params, args.profile, args.variant, parse_assignments(args.set), source)
+    prefixes = prefixes_of(params, args.profile, args.variant, overrides, source)
     if not args.seeds:
         summary = train_one(
             cfg, args.data_root, args.out, args.checkpoint_dir, args.subsets, progress, 0, prefixes
@@ -228,11 +230,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     runs = []
     for seed in args.seeds:
-        seeded = copy.deepcopy(cfg)
-        seeded.train.seed = seed
         ckpt = args.checkpoint_dir / f"seed{seed}" if args.checkpoint_dir else None
-        runs.append((seeded, args.data_root, args.out / f"seed{seed}", ckpt, args.subsets))
-    runs_prefixes = list(zip(runs, [with_seed(prefixes, seed) for seed in args.seeds], strict=True))
+        out = args.out / f"seed{seed}"
+        runs.append((with_seed(cfg, seed), args.data_root, out, ckpt, args.subsets))
+    seeded_prefixes = [{n: with_seed(p, seed) for n, p in prefixes.items()} for seed in args.seeds]
+    runs_prefixes = list(zip(runs, seeded_prefixes, strict=True))
     jobs = max(1, min(args.jobs or auto_jobs(cfg), len(runs)))
     if jobs == 1:
         summaries = [train_one(*r, progress, 0, p) for r, p in runs_prefixes]
@@ -249,19 +251,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def with_seed(configs: dict[str, Config], seed: int) -> dict[str, Config]:
-    out = {name: copy.deepcopy(cfg) for name, cfg in configs.items()}
-    for cfg in out.values():
-        cfg.train.seed = seed
-    return out
+def with_seed(cfg: Config, seed: int) -> Config:
+    """A copy of `cfg` with train.seed `seed`."""
+    seeded = copy.deepcopy(cfg)
+    seeded.train.seed = seed
+    return seeded
 
 
-def copy_shared_prefix(cfg: Config, args: argparse.Namespace) -> bool:
-    """Copy this variant's models from the run it is the first part of (module docstring);
-    False, saying why, where it must train on its own."""
+def copy_shared_prefix(cfg: Config, parent: Config, args: argparse.Namespace) -> bool:
+    """Copy this variant's models from the run of `parent` it is the first part of (module
+    docstring); False, saying why, where it must train on its own."""
     parent_name = cfg.train.prefix_of
-    params, source = params_from_args(args)
-    parent = resolve_config(params, args.profile, parent_name, parse_assignments(args.set), source)
     problem = prefix_problem(cfg, parent)
     if problem is not None:
         print(f"{args.variant}: trained on its own, not shared with {parent_name} ({problem})")
@@ -270,7 +270,7 @@ def copy_shared_prefix(cfg: Config, args: argparse.Namespace) -> bool:
     pairs = [(cfg, parent_dir, args.out)]
     if args.seeds:
         pairs = [
-            (with_seed({"": cfg}, seed)[""], parent_dir / f"seed{seed}", args.out / f"seed{seed}")
+            (with_seed(cfg, seed), parent_dir / f"seed{seed}", args.out / f"seed{seed}")
             for seed in args.seeds
         ]
     sources = []
