@@ -35,6 +35,7 @@ CASES: dict[str, tuple[list[str], str]] = {
         ["--checkpoint", "{checkpoint}", "--data-root", "{data}"],
         "color-square",
     ),
+    "gpu_check.py": (["env", "--out", "{tmp}/env.json"], '"torch": '),
     "hcl_step.py": (
         ["--batch", "2", "--size", "32", "--warmup", "0", "--repeat", "1"],
         "batched ms",
@@ -84,6 +85,8 @@ def test_benchmark_runs(name: str, request: pytest.FixtureRequest) -> None:
         fill["data"] = str(request.getfixturevalue("tiny_root"))
     if any("{checkpoint}" in a for a in args):
         fill["checkpoint"] = str(request.getfixturevalue("random_checkpoint"))
+    if any("{tmp}" in a for a in args):
+        fill["tmp"] = str(request.getfixturevalue("tmp_path"))
     command = [sys.executable, str(BENCHMARKS / name), *(a.format(**fill) for a in args)]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -97,7 +100,7 @@ def test_shell_script_names_existing_options(name: str) -> None:
     script = BENCHMARKS / name
     subprocess.run(["bash", "-n", str(script)], check=True)
     text = script.read_text().replace("\\\n", " ")
-    calls = re.findall(r"python3? (benchmarks/\w+\.py)([^|\n]*)", text)
+    calls = re.findall(r'(?:python3?|"\$PY") (benchmarks/\w+\.py)([^|\n]*)', text)
     assert calls
     for path, args in calls:
         source = (ROOT / path).read_text()

@@ -459,7 +459,8 @@ def test_package_import_stays_light():
 
 
 def test_precision_auto_follows_native_bf16_support():
-    from regionharmony.inference.engine import cpu_has_native_bf16, resolve_precision
+    from regionharmony.inference.engine import resolve_precision
+    from regionharmony.runtime import cpu_has_native_bf16
 
     cpu = torch.device("cpu")
     assert resolve_precision("auto", cpu) == ("bf16" if cpu_has_native_bf16() else "fp32")

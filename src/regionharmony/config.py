@@ -121,6 +121,26 @@ class TrainConfig:
     channels_last: str = "auto"  # channels-last memory: auto (on CUDA) | always | never
     compile: str = "auto"  # torch.compile of generator + L_all: auto (on CUDA) | always | never
     sync_every: int = 0  # steps between host syncs (finite check, logs); 0: 1 on CPU, 25 on CUDA
+    # the CUDA defaults on the CPU, for the tests and `benchmarks/gpu_check.sh --cpu-rehearsal`:
+    # every auto switch above as on CUDA (compile, bf16 autocast, channels-last, sync_every 25)
+    # and fused AdamW; what stays CUDA-only is listed in docs/paper-run.md
+    rehearse_cuda: bool = False
+
+
+# How a run executes, not what it computes: a checkpoint resumes across a change of these (e.g.
+# `train.compile=never` after a compile failure, another GPU, more loader workers).
+EXECUTION_KEYS = (
+    "device",
+    "require_cuda",
+    "num_workers",
+    "precision",
+    "channels_last",
+    "compile",
+    "sync_every",
+    "rehearse_cuda",
+    "checkpoint_every",
+    "checkpoint_minutes",
+)
 
 
 @dataclass

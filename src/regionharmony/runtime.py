@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
 
 import torch
 
@@ -43,14 +44,44 @@ AUTO_SWITCHES = ("auto", "always", "never")
 PRECISIONS = ("auto", "bf16", "fp32")
 
 
-def on_for(device: torch.device, setting: str) -> bool:
-    """An auto / always / never switch: "auto" means on for CUDA, off on the CPU."""
-    return setting == "always" or (setting == "auto" and device.type == "cuda")
+def switch_on(setting: str, auto: bool) -> bool:
+    """An auto / always / never switch; "auto" is `auto` (the trainer: on for CUDA)."""
+    return setting == "always" or (setting == "auto" and auto)
 
 
-def uses_bf16(device: torch.device, precision: str) -> bool:
-    """ "auto": bf16 autocast on CUDA (the paper profile's speed default), fp32 on the CPU."""
-    return precision == "bf16" or (precision == "auto" and device.type == "cuda")
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU multiplies bf16 in hardware (AMX-BF16 or AVX512-BF16): torch's own
+    feature detection (cpuinfo), else the flags of /proc/cpuinfo."""
+    get_capabilities = getattr(torch.cpu, "get_capabilities", None)
+    if get_capabilities is not None:
+        caps = get_capabilities()
+        return bool(caps.get("amx_bf16") or caps.get("avx512_bf16"))
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` multiplies bf16 in hardware: a CUDA GPU of compute capability 8.0 or
+    newer (Ampere on; a V100, T4 or TITAN V emulates it, slower than fp32), a CPU with AMX-BF16
+    or AVX512-BF16."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_capability(device)[0] >= 8
+    return cpu_has_native_bf16()
+
+
+def training_bf16(device: torch.device, precision: str, rehearse_cuda: bool = False) -> bool:
+    """The precision rule of training: "auto" is bf16 autocast on a CUDA GPU with native bf16
+    (`native_bf16`), fp32 on older GPUs and on the CPU (where fp32 keeps the embedded default
+    reproducible), bf16 on the CPU under `train.rehearse_cuda`; "bf16" and "fp32" force it.
+    Inference (`inference.engine.resolve_precision`) follows the same rule on CUDA."""
+    if precision != "auto":
+        return precision == "bf16"
+    if device.type == "cuda":
+        return native_bf16(device)
+    return rehearse_cuda
 
 
 _PR_SET_PDEATHSIG = 1

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -46,6 +45,8 @@ from regionharmony.cpu_threads import usable_cpus
 from regionharmony.data.check import parse_workers, require_valid_root
 from regionharmony.data.dataset import HarmonyDataset
 from regionharmony.data.layout import SUBSETS
+from regionharmony.data.shared_memory import SHARED_MEMORY
+from regionharmony.data.shared_memory import shared_memory_workers as data_shared_memory_workers
 from regionharmony.errors import DataError
 from regionharmony.evaluation.baselines import baseline_network
 from regionharmony.evaluation.metrics import (
@@ -110,19 +111,12 @@ def limited(dataset: HarmonyDataset, limit: int | None) -> HarmonyDataset | Subs
     return Subset(dataset, keep)
 
 
-SHARED_MEMORY = Path("/dev/shm")
 PREFETCH = 2  # batches each worker loads ahead (the DataLoader's default prefetch_factor)
 
 
 def shared_memory_workers(batch_bytes: int, folder: Path = SHARED_MEMORY) -> int | None:
-    """How many workers the free shared memory holds, each with its `PREFETCH` batches and one
-    more being read, using at most half of it; None where there is no such folder."""
-    try:
-        stats = os.statvfs(folder)
-    except (OSError, AttributeError):
-        return None
-    free = stats.f_bavail * stats.f_frsize
-    return free // 2 // ((PREFETCH + 1) * max(1, batch_bytes))
+    """How many evaluation workers /dev/shm holds (`data.shared_memory`)."""
+    return data_shared_memory_workers(batch_bytes, PREFETCH, folder)
 
 
 def auto_workers(batches: int, device: torch.device, batch_bytes: int = 0) -> int:

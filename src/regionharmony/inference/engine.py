@@ -27,27 +27,10 @@ import torch
 from torch import nn
 
 from regionharmony.model.fold import fold_batchnorm
-from regionharmony.runtime import resolve_device
+from regionharmony.runtime import native_bf16, resolve_device
 
 Precision = Literal["auto", "fp32", "bf16"]
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
-
-
-def cpu_has_native_bf16() -> bool:
-    """True when this CPU multiplies bf16 in hardware (AMX-BF16 or AVX512-BF16).
-
-    Asks torch's own CPU feature detection (``torch.cpu.get_capabilities``, the cpuinfo library),
-    falling back to the flags of /proc/cpuinfo on torch builds without it.
-    """
-    get_capabilities = getattr(torch.cpu, "get_capabilities", None)
-    if get_capabilities is not None:
-        caps = get_capabilities()
-        return bool(caps.get("amx_bf16") or caps.get("avx512_bf16"))
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -56,9 +39,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision != "auto":
         return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.get_device_capability(device)[0] >= 8 else "fp32"
-    return "bf16" if cpu_has_native_bf16() else "fp32"
+    return "bf16" if native_bf16(device) else "fp32"
 
 
 class Engine:

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from regionharmony.config import Config
+from regionharmony.config import EXECUTION_KEYS, Config
 from regionharmony.errors import CheckpointError
 from regionharmony.io import TRAINING_CODE, atomic_save, source_digest
 
@@ -30,11 +30,15 @@ def first_line(err: BaseException) -> str:
 
 
 def run_fingerprint(cfg: Config, train_names: list[str]) -> str:
-    """What a checkpoint must match to be resumed: the configuration, the training code
-    (`io.TRAINING_CODE`, the same files the train@ stages depend on) and the training list. Any
-    change trains afresh instead of resuming into stale weights; an edit elsewhere in the
-    package (a report, the user study, `harmonize`) keeps the checkpoint."""
-    digest = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode())
+    """What a checkpoint must match to be resumed: the configuration but for how it executes
+    (`config.EXECUTION_KEYS`: a compiled run resumes eager, a bf16 run in fp32), the training
+    code (`io.TRAINING_CODE`, the same files the train@ stages depend on) and the training list.
+    Any other change trains afresh instead of resuming into stale weights; an edit elsewhere in
+    the package (a report, the user study, `harmonize`) keeps the checkpoint."""
+    what = cfg.to_dict()
+    for key in EXECUTION_KEYS:
+        what["train"].pop(key)
+    digest = hashlib.sha256(json.dumps(what, sort_keys=True).encode())
     digest.update(source_digest(TRAINING_CODE).encode())
     digest.update("\n".join(train_names).encode())
     return digest.hexdigest()

@@ -64,34 +64,38 @@ class CrossRankBatchNorm(nn.BatchNorm2d):
     """BatchNorm2d with training statistics over the global batch of every rank: what
     `nn.SyncBatchNorm` does on GPUs, for CPU ranks (gloo), which it refuses. The mean, then
     the biased variance, are all-reduced (two passes, as exact as one process's); the gradient
-    flows through the reductions."""
+    flows through the reductions. Statistics in fp32 under bf16 autocast (as BatchNorm's own),
+    the output in the input's dtype; no host read, so it runs under torch.compile."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
         dims, shape = (0, 2, 3), (1, -1, 1, 1)
-        count = torch.tensor([x.numel() / x.shape[1]], dtype=x.dtype, device=x.device)
+        x32 = x.float()
+        count = torch.full((1,), x.numel() / x.shape[1], dtype=torch.float32, device=x.device)
         count = all_reduce_sum(count)
-        mean = all_reduce_sum(x.sum(dims)) / count
-        centred = x - mean.view(shape)
+        mean = all_reduce_sum(x32.sum(dims)) / count
+        centred = x32 - mean.view(shape)
         var = all_reduce_sum((centred * centred).sum(dims)) / count
-        self.update_running_stats(mean.detach(), var.detach(), float(count))
+        self.update_running_stats(mean.detach(), var.detach(), count.detach())
         y = centred * torch.rsqrt(var + self.eps).view(shape)
         if self.affine:
             y = y * self.weight.view(shape) + self.bias.view(shape)
-        return y
+        return y.to(x.dtype)
 
     @torch.no_grad()
-    def update_running_stats(self, mean: torch.Tensor, var: torch.Tensor, count: float) -> None:
+    def update_running_stats(
+        self, mean: torch.Tensor, var: torch.Tensor, count: torch.Tensor
+    ) -> None:
         if not self.track_running_stats or self.running_mean is None:
             return
         self.num_batches_tracked += 1
         factor = self.momentum
         if factor is None:  # a cumulative average, as nn.BatchNorm2d
-            factor = 1.0 / float(self.num_batches_tracked)
-        unbiased = var * count / max(count - 1, 1.0)
-        self.running_mean.lerp_(mean, factor)
-        self.running_var.lerp_(unbiased, factor)
+            factor = 1.0 / self.num_batches_tracked.float()
+        unbiased = var * count / torch.clamp(count - 1, min=1.0)
+        self.running_mean.lerp_(mean.to(self.running_mean.dtype), factor)
+        self.running_var.lerp_(unbiased.to(self.running_var.dtype), factor)
 
 
 def convert_cross_rank_batchnorm(module: nn.Module) -> nn.Module:

@@ -56,7 +56,9 @@ class EpochBatches:
 class BatchPlan:
     """This rank's share of every global batch: `batch_size` is the global batch, split into
     contiguous slices across `world` ranks. One loader for the whole run: with workers, they
-    persist across epochs and prefetch (`prefetch` batches each)."""
+    persist across epochs and prefetch (`PREFETCH` batches each)."""
+
+    PREFETCH = 4
 
     def __init__(
         self,
@@ -67,14 +69,14 @@ class BatchPlan:
         world: int = 1,
         num_workers: int = 0,
         pin_memory: bool = False,
-        prefetch: int = 4,
     ) -> None:
         self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
         self.rank, self.world = rank, world
         self.steps_per_epoch = len(dataset) // batch_size
         dataset.set_epoch(seed, 0)
         self.sampler = EpochBatches(self)
-        workers = {"persistent_workers": True, "prefetch_factor": prefetch} if num_workers else {}
+        workers = {"persistent_workers": True, "prefetch_factor": self.PREFETCH}
+        workers = workers if num_workers else {}
         self.loader = DataLoader(
             dataset,
             batch_sampler=self.sampler,

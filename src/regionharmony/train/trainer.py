@@ -8,6 +8,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import sys
 import time
 import zlib
@@ -25,6 +26,7 @@ from tqdm import tqdm
 from regionharmony.config import Config, TrainConfig, prefix_problem
 from regionharmony.data.check import require_valid_root
 from regionharmony.data.dataset import HarmonyDataset
+from regionharmony.data.shared_memory import workers_that_fit
 from regionharmony.errors import ConfigError, DataError
 from regionharmony.evaluation.protocol import score_batch
 from regionharmony.io import (
@@ -36,8 +38,8 @@ from regionharmony.io import (
 )
 from regionharmony.loss import HarmonizationLoss
 from regionharmony.model.harmonizer import build_model, count_parameters, forward_gflops
-from regionharmony.runtime import autocast, on_for, resolve_device, uses_bf16
-from regionharmony.train.checkpoint import CheckpointStore, run_fingerprint
+from regionharmony.runtime import autocast, resolve_device, switch_on, training_bf16
+from regionharmony.train.checkpoint import CheckpointStore, first_line, run_fingerprint
 from regionharmony.train.distributed import (
     convert_cross_rank_batchnorm,
     init_distributed,
@@ -45,7 +47,7 @@ from regionharmony.train.distributed import (
 )
 from regionharmony.train.logs import TrainingLogs
 from regionharmony.train.plan import BatchPlan, patch_seeds
-from regionharmony.train.step import Objective, require_finite
+from regionharmony.train.step import NonFiniteLossError, Objective, require_finite
 
 log = logging.getLogger("regionharmony.train")
 PREFIX_DIR = "prefix"  # OUT/prefix/<variant>/: a shared run's first part, as its own model dir
@@ -135,23 +137,26 @@ class Trainer:
                 f"train.batch_size {self.tc.batch_size} is not divisible by {self.dist.world} ranks"
             )
         cuda = self.device.type == "cuda"
-        self.bf16 = uses_bf16(self.device, self.tc.precision)
-        self.channels_last = on_for(self.device, self.tc.channels_last)
-        self.sync_every = self.tc.sync_every or (25 if cuda else 1)
-        if self.dist.main and cuda:
+        # the CUDA defaults: on a GPU, or rehearsed on the CPU (train.rehearse_cuda)
+        gpu_path = cuda or self.tc.rehearse_cuda
+        self.bf16 = training_bf16(self.device, self.tc.precision, self.tc.rehearse_cuda)
+        self.channels_last = switch_on(self.tc.channels_last, gpu_path)
+        self.compiles = switch_on(self.tc.compile, gpu_path and not self.sync_bn_active)
+        self.sync_every = self.tc.sync_every or (25 if gpu_path else 1)
+        if self.dist.main and gpu_path:
             session_note(
                 "device %s, precision %s, channels_last %s, compile %s, %d rank(s)",
                 self.device,
                 "bf16 autocast" if self.bf16 else "fp32",
                 self.channels_last,
-                on_for(self.device, self.tc.compile),
+                self.compiles,
                 self.dist.world,
             )
         self.model, self.criterion = self.build_networks()
         # the head's parameters are in the optimiser from step 0 (docs/design.md section 2)
         params = list(self.model.parameters()) + list(self.criterion.parameters())
         self.optimizer = torch.optim.AdamW(
-            params, lr=self.tc.lr, weight_decay=self.tc.weight_decay, fused=cuda
+            params, lr=self.tc.lr, weight_decay=self.tc.weight_decay, fused=gpu_path
         )
 
         require_valid_root(self.data_root, split="train", subsets=subsets)
@@ -171,7 +176,7 @@ class Trainer:
             self.tc.seed,
             self.dist.rank,
             self.dist.world,
-            self.tc.num_workers,
+            self.loader_workers(self.tc.batch_size // self.dist.world, BatchPlan.PREFETCH),
             pin_memory=cuda,
         )
         self.steps_per_epoch = self.plan.steps_per_epoch
@@ -196,7 +201,19 @@ class Trainer:
         checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else self.out_dir / "checkpoints"
         fingerprint = run_fingerprint(cfg, [s.name for s in self.train_set.samples])
         self.checkpoints = CheckpointStore(checkpoint_dir, fingerprint)
-        self.objective = self.wrap_objective()
+        self.eager_objective = self.wrap_objective()
+        self.objective = self.compile_objective(self.eager_objective)
+
+    @property
+    def sync_bn_active(self) -> bool:
+        return self.dist.active and self.tc.sync_bn
+
+    def loader_workers(self, batch: int, prefetch: int, what: str = "train") -> int:
+        """`train.num_workers`, fewer where /dev/shm cannot hold their batches of `batch`
+        images (float32 composite, mask and real image), shared by the ranks on this machine."""
+        batch_bytes = batch * self.tc.image_size**2 * 7 * 4
+        sharers = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        return workers_that_fit(self.tc.num_workers, batch_bytes, prefetch, what, sharers)
 
     def build_networks(self) -> tuple[nn.Module, HarmonizationLoss]:
         """Generator and loss (with its contrastive head), seeded: the same seed, the same init."""
@@ -205,7 +222,7 @@ class Trainer:
         criterion = HarmonizationLoss(self.cfg.loss).to(self.device)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        if self.dist.active and self.tc.sync_bn:
+        if self.sync_bn_active:
             # statistics over the global batch, so N ranks train what one process would
             if self.device.type == "cuda":
                 model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -214,20 +231,26 @@ class Trainer:
         return model, criterion
 
     def wrap_objective(self) -> nn.Module:
-        """Generator + L_all as one module: under DDP, then compiled as a whole (on CUDA by
-        default, `train.compile`)."""
+        """Generator + L_all as one module, under DDP when there are several ranks."""
         objective: nn.Module = Objective(self.model, self.criterion)
         if self.dist.active:
             objective = nn.parallel.DistributedDataParallel(
                 objective,
                 device_ids=[self.device.index] if self.device.type == "cuda" else None,
             )
-        if on_for(self.device, self.tc.compile):
-            # the compiled backward must keep L_HCL's own fp32 under bf16 autocast (pytorch
-            # issue 179804)
-            torch._functorch.config.backward_pass_autocast = "off"
-            objective = torch.compile(objective)
         return objective
+
+    def compile_objective(self, objective: nn.Module) -> nn.Module:
+        """`objective` compiled as a whole where `train.compile` says so: "auto" on CUDA, but
+        not under DDP with BatchNorm over the global batch, where Dynamo breaks the graph at
+        every SyncBatchNorm (pytorch issues 107372, 161302; docs/paper-run.md). The weights
+        stay the eager modules': checkpoints have no `_orig_mod.` keys."""
+        if not self.compiles:
+            return objective
+        # the compiled backward must keep L_HCL's own fp32 under bf16 autocast (pytorch
+        # issue 179804)
+        torch._functorch.config.backward_pass_autocast = "off"
+        return torch.compile(objective)
 
     def run_steps(self, tc: TrainConfig) -> int:
         """Optimiser steps of a run of `tc`: its share of the epochs, capped by max_steps."""
@@ -254,8 +277,20 @@ class Trainer:
             due = bool(flag.item())
         return due
 
+    def require_finite_state(self) -> None:
+        """Refuse to checkpoint non-finite weights: with `sync_every` > 1 a NaN loss is read
+        late, and its updates may already be in the weights (every rank holds the same)."""
+        tensors = [*self.model.state_dict().values(), *self.criterion.state_dict().values()]
+        floats = [t.detach().float().sum() for t in tensors if t.is_floating_point()]
+        if not bool(torch.isfinite(torch.stack(floats).sum())):
+            raise NonFiniteLossError(
+                f"non-finite weights at step {self.step}; stopping without a checkpoint. The "
+                f"last good checkpoint is {self.checkpoints.path}"
+            )
+
     def save_checkpoint(self) -> None:
         self.saved_at = time.monotonic()
+        self.require_finite_state()
         if not self.dist.main:
             return
         self.checkpoints.save(
@@ -282,8 +317,11 @@ class Trainer:
         self.step = int(state["step"])
         last = json.loads(state["last"])
         self.last_terms, self.last_val = last["terms"], last["val"]
-        restore_log_files(self.out_dir, unpack_logs(state["logs"]))
-        session_note("resumed from %s at step %d", self.checkpoints.path, self.step)
+        if self.dist.main:  # rank 0 alone owns the logs; the others wait until they are back
+            restore_log_files(self.out_dir, unpack_logs(state["logs"]))
+            session_note("resumed from %s at step %d", self.checkpoints.path, self.step)
+        if self.dist.active:
+            torch.distributed.barrier()
         return True
 
     # -- one step ----------------------------------------------------------------------------
@@ -300,16 +338,42 @@ class Trainer:
         seeds = torch.tensor(patch_seeds(self.tc.seed, self.step, batch["index"]))
         seeds = seeds.to(self.device, non_blocking=True)  # a tensor: no recompiles per step
         self.model.train()
-        with autocast(self.device, self.bf16):
-            terms = self.objective(composite, mask, real, seeds)
+        inputs = (composite, mask, real, seeds)
+        try:
+            terms = self.forward_backward(*inputs)
+        except torch.OutOfMemoryError:
+            raise
+        except Exception as err:
+            if self.objective is self.eager_objective:
+                raise
+            self.fall_back_to_eager(err)
+            terms = self.forward_backward(*inputs)
         self.pending.append((self.step + 1, {k: v.detach() for k, v in terms.items()}))
         if len(self.pending) >= self.sync_every:
             self.sync()  # on the CPU (sync_every 1): before the update, as a guard
-        self.optimizer.zero_grad(set_to_none=True)
-        terms["total"].backward()
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
+
+    def forward_backward(self, *inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        self.optimizer.zero_grad(set_to_none=True)
+        with autocast(self.device, self.bf16):
+            terms = self.objective(*inputs)
+        terms["total"].backward()
+        return terms
+
+    def fall_back_to_eager(self, err: Exception) -> None:
+        """A failed compile (or recompile) costs speed, not the run: the step is redone eager,
+        and the run goes on eager. (A backward that failed after the forward ran has moved
+        BatchNorm's running statistics once more: one momentum step.)"""
+        session_note(
+            "torch.compile failed at step %d (%s); training eager from here. "
+            "--set train.compile=never skips compiling",
+            self.step + 1,
+            first_line(err),
+        )
+        self.objective = self.eager_objective
+        self.compiles = False
 
     def sync(self) -> None:
         """Read the pending steps' loss terms (one transfer), stop on a non-finite one, log."""
@@ -333,7 +397,7 @@ class Trainer:
         loader = DataLoader(
             Subset(val_set, validation_indices(len(val_set), self.tc.val_limit)),
             batch_size=self.tc.batch_size,
-            num_workers=self.tc.num_workers,
+            num_workers=self.loader_workers(self.tc.batch_size, 2, "validation"),
             pin_memory=self.device.type == "cuda",
         )
         self.model.eval()
