@@ -156,7 +156,7 @@ PLANS: dict[str, Plan] = {
         checkpoint_minutes=0.0,
     ),
     # The new plan, as the code now runs it: every paper variant trained but fusion_style, which
-    # is full's first half (prefix_variants; exact under the paper profile's constant lr); the
+    # is l1_pixel_sf's first half (prefix_variants; exact under the paper's constant lr); the
     # studies only where the paper switch keeps them (it keeps none); only the three
     # Fig. 8/9 variants validate (train.validate), on a fixed subset of 500 test pairs decoded
     # by loader workers; training loads with all cores but two; evaluation and check_data use

@@ -108,3 +108,33 @@ def reference_hcl(
                 raise ValueError(query)
         total = total + loss
     return total / prediction.shape[0]
+
+
+def cut_patchnce(
+    feat_q: torch.Tensor,
+    feat_pos: torch.Tensor,
+    feat_neg: torch.Tensor,
+    tau: float,
+    detach_pos: bool = False,
+    detach_neg: bool = False,
+) -> torch.Tensor:
+    """CUT's `PatchNCELoss.forward` (taesungp/contrastive-unpaired-translation,
+    models/patchnce.py) line for line for one image, with the paper's samples put where CUT
+    reads its keys: the positive column against `feat_pos` ({P_i}, ground-truth background)
+    and the negative block against `feat_neg` ({N_k}, harmonised foreground). CUT's first line,
+    `feat_k = feat_k.detach()`, is `detach_pos` / `detach_neg` here: which of the two the
+    adaptation detached is what the readings differ in (loss/hcl.py). Per-patch losses."""
+    if detach_pos:
+        feat_pos = feat_pos.detach()
+    if detach_neg:
+        feat_neg = feat_neg.detach()
+    num_patches, dim = feat_q.shape
+    l_pos = torch.bmm(feat_q.view(num_patches, 1, -1), feat_pos.view(num_patches, -1, 1))
+    l_pos = l_pos.view(num_patches, 1)
+    l_neg_curbatch = torch.bmm(feat_q.view(1, -1, dim), feat_neg.view(1, -1, dim).transpose(2, 1))
+    diagonal = torch.eye(num_patches, dtype=torch.bool)[None, :, :]
+    l_neg_curbatch.masked_fill_(diagonal, -10.0)
+    l_neg = l_neg_curbatch.view(-1, num_patches)
+    out = torch.cat((l_pos, l_neg), dim=1) / tau
+    target = torch.zeros(out.size(0), dtype=torch.long)
+    return F.cross_entropy(out, target, reduction="none")

@@ -470,3 +470,67 @@ def test_intent_closes_the_colour_gap_at_least_as_fast(query, gap_without_hcl):
     assert end.gap <= gap_without_hcl + 0.02, (end.gap, gap_without_hcl)
     if query == "truth_gated":
         assert end.gap < gap_without_hcl - 1.0, (end.gap, gap_without_hcl)
+
+
+@pytest.mark.parametrize(
+    ("query", "detach_neg", "same_head_gradient"),
+    [("paper", False, True), ("detached_keys", True, False)],
+)
+def test_readings_against_cuts_patchnce_code(query, detach_neg, same_head_gradient):
+    """Values and gradients against CUT's PatchNCE code structure (`cut_patchnce`), on one box
+    image whose K locations are distinct (CUT masks only the diagonal). The default ("paper")
+    is CUT's code with nothing detached: the negatives are the live harmonised-foreground
+    patches, which Eq. 10-11 draw from H (its query set) and the conclusion says are
+    'regularized' toward the positives. CUT's `feat_k.detach()` on the positives alone would
+    change only the head's gradient (P_i has no path to the generator): tested equal for the
+    generator. "detached_keys" is CUT's detach on the negatives: the generator's gradient."""
+    from hcl_reference import cut_patchnce
+
+    pred, real, mask = mixed_batch(5)
+    pred, real, mask = pred[:1], real[:1], mask[:1]
+    k, tau, seeds = 32, 0.07, torch.tensor([7])
+    fg_cells, _ = sample_cells(region_locations(mask, 4), k, seeds, _FG_STREAM)
+    bg_cells, _ = sample_cells(region_locations(1 - mask, 4), k, seeds, _BG_STREAM)
+    assert len(set(fg_cells[0].tolist())) == k  # distinct: CUT's diagonal is the whole mask
+    grid = 64 // 4
+
+    def crop(image: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
+        padded = torch.nn.functional.pad(image[0], (2, 2, 2, 2))
+        return torch.stack(
+            [
+                padded[
+                    :, 4 * (c // grid) : 4 * (c // grid) + 8, 4 * (c % grid) : 4 * (c % grid) + 8
+                ]
+                for c in cells[0].tolist()
+            ]  # fmt: skip
+        ).flatten(1)
+
+    results = {}
+    for source in ("ours", "cut"):
+        torch.manual_seed(0)
+        head = PatchProjection()
+        prediction = pred.clone().requires_grad_(True)
+        if source == "ours":
+            loss = region_contrastive_loss(prediction, real, mask, head, k, temperature=tau,
+                                           cells=(fg_cells, bg_cells), query=query)  # fmt: skip
+        else:
+            negatives = head(crop(prediction * mask, fg_cells))
+            positives = head(crop(real * (1 - mask), bg_cells))
+            loss = cut_patchnce(negatives, positives, negatives, tau, detach_neg=detach_neg).mean()
+        loss.backward()
+        results[source] = (loss.detach(), prediction.grad, [p.grad for p in head.parameters()])
+    ours, cut = results["ours"], results["cut"]
+    torch.testing.assert_close(ours[0], cut[0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(ours[1], cut[1], rtol=1e-4, atol=1e-7)  # the generator's gradient
+    if same_head_gradient:
+        for a, b in zip(ours[2], cut[2], strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)
+    # detaching the positives as CUT's key line would: the same generator gradient
+    if query == "paper":
+        prediction = pred.clone().requires_grad_(True)
+        torch.manual_seed(0)
+        head = PatchProjection()
+        negatives = head(crop(prediction * mask, fg_cells))
+        positives = head(crop(real * (1 - mask), bg_cells))
+        cut_patchnce(negatives, positives, negatives, tau, detach_pos=True).mean().backward()
+        torch.testing.assert_close(prediction.grad, ours[1], rtol=1e-4, atol=1e-7)

@@ -77,8 +77,8 @@ def test_paper_smoke_runs_every_stage(tmp_path):
     curves = repo / "models/fusion_rain/seed0/live/val/plots/metrics/psnr.tsv"
     assert curves.is_file()  # the Fig. 8/9 variants validate
     assert not (repo / "models/l1/seed0/live/val/plots").exists()  # the others do not
-    # fusion_style is full's run up to its end (a constant lr): copied, validated, not retrained
-    shared = repo / "models/full/seed0/prefix/fusion_style"
+    # fusion_style is l1_pixel_sf's run up to its end (a constant lr): copied, not retrained
+    shared = repo / "models/l1_pixel_sf/seed0/prefix/fusion_style"
     copied = repo / "models/fusion_style/seed0"
     assert (copied / "model.pt").read_bytes() == (shared / "model.pt").read_bytes()
     assert (copied / "live/val/plots/metrics/psnr.tsv").is_file()

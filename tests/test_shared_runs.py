@@ -96,7 +96,7 @@ def test_the_repository_shares_fusion_style_only_under_the_paper_profile():
     params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
     for profile, exact in (("paper", True), ("paper_smoke", True), ("mini", False)):
         prefix = resolve_config(params, profile, "fusion_style")
-        parent = resolve_config(params, profile, "full")
+        parent = resolve_config(params, profile, "l1_pixel_sf")  # Table VI row 3
         assert (prefix_problem(prefix, parent) is None) == exact, profile
 
 
@@ -107,3 +107,25 @@ def test_a_prefix_of_an_unknown_variant_is_refused(tmp_path):
     twice = {"variants": {"full": {}}, "studies": {"full": {}}}
     with pytest.raises(ConfigError, match="defined twice"):
         resolve_config(twice, "paper", "full")
+
+
+def test_a_resumed_parent_run_keeps_the_prefix_it_wrote(tiny_root, tmp_path, interrupted_run):
+    """`dvc repro` deletes a stage's outputs before it re-runs it: a parent run killed after its
+    prefix's last step restores the prefix directory from its checkpoint, byte for byte."""
+    import shutil
+
+    from regionharmony.train import Trainer
+
+    params = load_params(write_params(tmp_path, "constant"))
+    parent, half = resolve_config(params, None, "full"), resolve_config(params, None, "half")
+
+    def trainer(out: Path) -> Trainer:
+        return Trainer(parent, tiny_root, out, tmp_path / f"{out.name}_ckpt",
+                       show_progress=False, prefixes={"half": half})  # fmt: skip
+
+    trainer(tmp_path / "whole").run()
+    interrupted_run(lambda: trainer(tmp_path / "killed"), 6)  # after the checkpoint at step 6
+    assert (tmp_path / "killed/prefix/half/model.pt").is_file()
+    shutil.rmtree(tmp_path / "killed")  # what dvc repro does to the stage's outputs
+    trainer(tmp_path / "killed").run()
+    assert tree(tmp_path / "killed/prefix/half") == tree(tmp_path / "whole/prefix/half")

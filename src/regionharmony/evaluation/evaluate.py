@@ -48,6 +48,7 @@ from regionharmony.data.layout import SUBSETS
 from regionharmony.data.shared_memory import SHARED_MEMORY
 from regionharmony.data.shared_memory import shared_memory_workers as data_shared_memory_workers
 from regionharmony.errors import DataError
+from regionharmony.evaluation import predictions as predicted_pairs
 from regionharmony.evaluation.baselines import baseline_network
 from regionharmony.evaluation.metrics import (
     ERROR_EDGES,
@@ -58,7 +59,7 @@ from regionharmony.evaluation.metrics import (
     seed_summary,
 )
 from regionharmony.evaluation.protocol import DEFAULT_SSIM_MODE, score_batch
-from regionharmony.io import atomic_directory, atomic_write_text
+from regionharmony.io import EVALUATION_CODE, atomic_directory, atomic_write_text, code_version
 from regionharmony.options import add_data_root, add_device, add_progress, add_split, add_subsets
 from regionharmony.runtime import resolve_device
 
@@ -178,13 +179,18 @@ def evaluate_model(
     source: str | None = None,
     progress: bool = True,
     error_edges: tuple[float, float] = ERROR_EDGES,
+    predictions: Path | None = None,
+    allow_missing: bool = False,
+    paste_back: bool = True,
 ) -> dict:
     """Evaluate `model` (None: the identity baseline, prediction = composite) and write OUTDIR.
 
     `model(composite, mask)` takes (B, 3, H, W) in [0, 1] and (B, 1, H, W) in {0, 1} and returns
     the raw harmonised image, which `score_batch` blends. Returns the metrics.json content.
     `workers`: DataLoader worker processes, 0 (the default here) loads in this process, "auto"
-    `auto_workers` (the command line's default).
+    `auto_workers` (the command line's default). `predictions`: a folder of another method's
+    saved outputs to score instead of a model (`evaluation.predictions`), all listed pairs
+    present unless `allow_missing`; `paste_back` puts the composite's background back first.
     """
     if psnr_range not in PSNR_RANGES:
         raise DataError(f"psnr_range must be one of {PSNR_RANGES}, got {psnr_range!r}")
@@ -200,6 +206,14 @@ def evaluate_model(
     require_valid_root(data_root, split=split, subsets=subsets)
     dataset = HarmonyDataset(data_root, split, subsets, eval_size=size)
     data = limited(dataset, limit)
+    scanned = None
+    if predictions is not None:
+        if model is not None:
+            raise DataError("score a model or --predictions, not both")
+        listed = data.indices if isinstance(data, Subset) else range(len(dataset))
+        scanned = predicted_pairs.scan(predictions, [(i, dataset.samples[i]) for i in listed], size)
+        scanned.require_complete(allow_missing)
+        data = predicted_pairs.PredictedPairs(dataset, scanned, size)
     if len(data) == 0:
         raise DataError(f"{data_root}: the {split} split has no pairs to evaluate")
     target = resolve_device(device)
@@ -226,8 +240,16 @@ def evaluate_model(
                 raise batch
             composite, mask = batch["composite"].to(target), batch["mask"].to(target)
             raw = None if model is None else model(composite, mask)
+            if scanned is not None:
+                raw = batch["prediction"]
             preds, scores = score_batch(
-                raw, composite, mask, batch["real"], psnr_range=psnr_range, ssim_mode=ssim_mode
+                raw,
+                composite,
+                mask,
+                batch["real"],
+                psnr_range=psnr_range,
+                ssim_mode=ssim_mode,
+                paste_back=paste_back,
             )
             for pred, subset, name, score in zip(
                 preds, batch["subset"], batch["name"], scores, strict=True
@@ -240,12 +262,20 @@ def evaluate_model(
                     folder.mkdir(parents=True, exist_ok=True)
                     Image.fromarray(pred).save(folder / f"{name}.png")
         per_image = pd.DataFrame(rows, columns=COLUMNS)
+        protocol = protocol_block(size, psnr_range, ssim_mode, paste_back, len(data), scanned)
+        per_image["protocol"] = protocol["id"]
+        if scanned is not None:
+            per_image["prediction"] = [
+                str(scanned.found[i].relative_to(scanned.folder)) for i in data.indices
+            ]
+        default_source = "composite" if model is None else "model"
         summary = {
             "split": split,
             "size": size,
-            "source": source or ("composite" if model is None else "model"),
+            "source": source or (str(predictions) if scanned else default_source),
             "psnr_range": psnr_range,
             "ssim_mode": ssim_mode,
+            "protocol": protocol,
             **aggregate(per_image, SUBSETS, error_edges),
         }
         if no_background:
@@ -254,6 +284,38 @@ def evaluate_model(
         per_image.to_csv(tmp / "per_image.csv", index=False)
         (tmp / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def protocol_block(
+    size: int,
+    psnr_range: str,
+    ssim_mode: str,
+    paste_back: bool,
+    n: int,
+    scanned: predicted_pairs.PredictionSet | None,
+) -> dict[str, Any]:
+    """How the numbers were made, in metrics.json (and its `id` in every per_image.csv row)."""
+    block: dict[str, Any] = {
+        "size": size,
+        "resize": "PIL bicubic to SIZE x SIZE (composite, real, prediction); mask binarised at "
+        "> 127, then nearest",
+        "quantisation": "clipped to [0, 1], rounded to 8 bits",
+        "psnr_range": psnr_range,
+        "ssim_mode": ssim_mode,
+        "paste_back": paste_back,
+        "n": n,
+        "code_version": code_version(EVALUATION_CODE),
+    }
+    if scanned is not None:
+        block.update(
+            predictions=str(scanned.folder),
+            predictions_sha256=scanned.digest(),
+            n_listed=scanned.listed,
+            coverage=round(scanned.coverage, 6),
+        )
+    paste = "paste-back" if paste_back else "as-saved"
+    block["id"] = f"{size}px-bicubic-{psnr_range}-psnr-{ssim_mode}-ssim-{paste}"
+    return block
 
 
 def format_summary(summary: dict) -> str:
@@ -266,6 +328,12 @@ def format_summary(summary: dict) -> str:
         lines.append(
             f"{name:<12}{s['n']:>6}{s['mse']:>10.2f}{s['psnr']:>8.2f}{s['fmse']:>10.2f}"
             f"{100 * s['ssim']:>8.2f}{100 * s['fssim']:>8.2f}"
+        )
+    protocol = summary.get("protocol", {})
+    if "coverage" in protocol:
+        lines.append(
+            f"predictions: {protocol['n']} of {protocol['n_listed']} listed pairs "
+            f"(coverage {100 * protocol['coverage']:.2f} %), paste_back {protocol['paste_back']}"
         )
     return "\n".join(lines)
 
@@ -302,6 +370,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="score a method without a network: the input composite itself (the identity, "
         "Table II's 'input composite'), Reinhard colour transfer of the foreground to the "
         "background's Lab statistics, or histogram matching of the foreground to the background",
+    )
+    which.add_argument(
+        "--predictions",
+        type=Path,
+        metavar="DIR",
+        help="score another method's saved result images, named as in the pairing list: "
+        f"{predicted_pairs.layouts_help()}; each at the composite's size or SIZE x SIZE. "
+        "A missing, unreadable or wrong-size file stops the evaluation in one line",
+    )
+    parser.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="with --predictions: score the pairs found and record the coverage (found / "
+        "listed) in metrics.json; unreadable or wrong-size files are still refused",
+    )
+    parser.add_argument(
+        "--paste-back",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with --predictions: put the composite's background back through the mask before "
+        "scoring, as this repository's model output is (default); --no-paste-back scores the "
+        "images as saved. metrics.json records which",
     )
     add_split(parser)
     parser.add_argument(
@@ -388,6 +478,7 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         progress=not args.no_progress,
         error_edges=tuple(args.error_bins),
+        paste_back=args.paste_back,
     )
     seeds = seed_dirs(args.checkpoint) if args.checkpoint is not None else []
     if seeds:
@@ -401,7 +492,10 @@ def run(args: argparse.Namespace) -> int:
         atomic_write_text(json.dumps(summary, indent=2) + "\n", args.out / "metrics.json")
     else:
         model, source = None, args.baseline
-        if args.checkpoint is not None:
+        if args.predictions is not None:
+            settings.update(predictions=args.predictions, allow_missing=args.allow_missing)
+            source = str(args.predictions)
+        elif args.checkpoint is not None:
             model = load_checkpoint(args.checkpoint, map_location="cpu")
             source = str(args.checkpoint)
         elif args.baseline != "composite":

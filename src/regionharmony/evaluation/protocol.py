@@ -26,15 +26,21 @@ def score_batch(
     *,
     psnr_range: str = "official",
     ssim_mode: str | None = DEFAULT_SSIM_MODE,
+    paste_back: bool = True,
 ) -> tuple[np.ndarray, list[dict[str, float]]]:
     """The evaluation protocol on one batch: blend, clip, round to 8 bits, score each image.
 
     `raw` is the network's output H (None: the identity baseline, prediction = composite);
     tensors are (B, C, H, W) in [0, 1], the mask in {0, 1}. Returns the 8-bit predictions
     (B, H, W, 3) and one `metrics.image_metrics` dict per image (no SSIM when `ssim_mode` is
-    None, which per-epoch validation uses).
+    None, which per-epoch validation uses). `paste_back` False scores `raw` as it is, without
+    the composite's background put back (saved predictions of other methods, `evaluate
+    --no-paste-back`).
     """
-    prediction = composite if raw is None else blend(raw, composite, mask)
+    if raw is None:
+        prediction = composite
+    else:
+        prediction = blend(raw, composite, mask) if paste_back else raw.clamp(0, 1)
     preds, reals = to_uint8(prediction), to_uint8(real)
     composites = preds if raw is None else to_uint8(composite)
     masks = mask[:, 0].detach().cpu().numpy() > 0.5

@@ -107,6 +107,15 @@ def region_contrastive_loss(
         zero, so L_all's minimiser is not exactly the truth (tests/hcl_toy.py: starting at the
         truth, 200 steps of L_all alone move the foreground 2.8/255). That is a property of the
         paper's loss, which the reproduction reports rather than removes.
+        Against CUT's code (models/patchnce.py): CUT's query is the output patch and its keys,
+        positive and negatives alike, are the input's patches, detached (`feat_k.detach()`).
+        Here the positive P_i comes from the ground truth, which the generator cannot move, so
+        detaching it changes only the head's gradient; the negatives N_k come from H itself,
+        the query set (Eq. 10-11: 'negative samples from the output harmonized foreground'),
+        and the conclusion speaks of 'regularizing the negative samples to be more relative to
+        the positive samples', which moves N_k: the default keeps them live. CUT's detach on
+        the negatives is "detached_keys" (the key-side push, ~24 % of the generator's gradient
+        in a probe, removed). tests/test_loss.py checks both against CUT's code structure.
     "truth_gated" (this repository's extension, not the paper's loss): the generator gets
         InfoNCE's pull of N_i toward P_i, and only where the output falls short of the truth.
         It departs from Eq. 10-11 in two ways. (1) A third sample set the paper never draws:

@@ -367,3 +367,22 @@ def foreground_box(ax: Any, mask: Any, scale: float = 1.0) -> None:
             linewidth=1.5,
         )
     )
+
+
+def paper_footnotes_html(
+    tables: Sequence[str], path: str | Path = "paper_results/footnotes.csv"
+) -> str:
+    """The paper's own inconsistencies that touch `tables` (e.g. "Table II"), as footnotes to
+    show beside its numbers (paper_results/footnotes.csv: checked against the paper's text)."""
+    import pandas as pd
+
+    notes = pd.read_csv(path)
+    wanted = set(tables)
+    rows = [
+        n for t, n in zip(notes["tables"], notes["note"], strict=True) if wanted & set(t.split(";"))
+    ]
+    if not rows:
+        return ""
+    items = "".join(f"<li>{escape(note)}</li>" for note in rows)
+    head = "<p><b>Notes on the paper's numbers</b> (printed as the paper has them):</p>"
+    return f"{head}<ol>{items}</ol>"

@@ -302,8 +302,36 @@ class Trainer:
                 "step": torch.tensor(self.step),
                 "last": json.dumps({"terms": self.last_terms, "val": self.last_val}),
                 "logs": pack_logs(log_files(self.out_dir)),
+                "prefixes": self.pack_prefixes(),
             }
         )
+
+    def pack_prefixes(self) -> dict[str, torch.Tensor]:
+        """The prefix model directories written so far, file by file (`<name>/<path>` -> bytes):
+        `dvc repro` deletes the stage's outputs before a resumed run, which would lose them."""
+        packed = {}
+        for name in self.prefixes:
+            folder = self.out_dir / PREFIX_DIR / name
+            for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+                data = bytearray(path.read_bytes()) or bytearray(1)  # frombuffer needs a byte
+                tensor = torch.frombuffer(data, dtype=torch.uint8)[: path.stat().st_size]
+                packed[f"{name}/{path.relative_to(folder).as_posix()}"] = tensor.clone()
+        return packed
+
+    def restore_prefixes(self, packed: Mapping[str, torch.Tensor]) -> None:
+        """Write back the prefix directories a checkpoint holds, where they are missing."""
+        by_name: dict[str, dict[str, bytes]] = {}
+        for key, tensor in packed.items():
+            name, _, rel = key.partition("/")
+            by_name.setdefault(name, {})[rel] = tensor.cpu().numpy().tobytes()
+        for name, files in by_name.items():
+            folder = self.out_dir / PREFIX_DIR / name
+            if (folder / "model.pt").is_file():
+                continue
+            with atomic_directory(folder, replace=True) as tmp:
+                for rel, data in files.items():
+                    (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                    (tmp / rel).write_bytes(data)
 
     def resume(self) -> bool:
         """Load the last checkpoint if it belongs to this configuration."""
@@ -319,6 +347,7 @@ class Trainer:
         self.last_terms, self.last_val = last["terms"], last["val"]
         if self.dist.main:  # rank 0 alone owns the logs; the others wait until they are back
             restore_log_files(self.out_dir, unpack_logs(state["logs"]))
+            self.restore_prefixes(state.get("prefixes", {}))
             session_note("resumed from %s at step %d", self.checkpoints.path, self.step)
         if self.dist.active:
             torch.distributed.barrier()
@@ -389,7 +418,8 @@ class Trainer:
     # -- validation ---------------------------------------------------------------------------
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """MSE, PSNR and fMSE (`evaluation.protocol.score_batch`) on the validation pairs at the
+        """MSE, PSNR and fMSE (`evaluation.protocol.score_batch`, fp32, eval mode) on the
+        validation pairs of the training root (`train.val_limit` of its `train.val_split`) at the
         training size: the Fig. 8/9 curves. Decoding runs in the loader's workers."""
         val_set = HarmonyDataset(
             self.data_root, self.tc.val_split, subsets=self.subsets, eval_size=self.tc.image_size
@@ -404,8 +434,7 @@ class Trainer:
         scores: dict[str, list[float]] = {"mse": [], "psnr": [], "fmse": []}
         for batch in loader:
             composite, mask = batch["composite"].to(self.device), batch["mask"].to(self.device)
-            with autocast(self.device, self.bf16):
-                raw = self.model(composite, mask).float()
+            raw = self.model(composite, mask)  # fp32 whatever the training precision
             _, per_image = score_batch(raw, composite, mask, batch["real"], ssim_mode=None)
             for image in per_image:
                 for key in scores:
