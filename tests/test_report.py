@@ -169,6 +169,12 @@ def build_tree(root: Path) -> None:
         )
     for number, baseline in enumerate(PARAMS["reports"]["baselines"]):
         write_evaluation(root / "evaluation" / baseline, pairs, SIZE, 99 + number)
+    for number, name in enumerate(PARAMS.get("external_methods") or {}):
+        folder = root / "evaluation" / "external" / name
+        write_evaluation(folder, pairs, SIZE, 199 + number)
+        metrics = json.loads((folder / "metrics.json").read_text())
+        metrics["protocol"] = {"n": 7, "n_listed": 8, "coverage": 0.875}
+        (folder / "metrics.json").write_text(json.dumps(metrics))
     for size in HIGHRES:
         for name in ("full", "composite"):
             write_evaluation(
@@ -288,6 +294,11 @@ def test_tables_show_paper_and_measured_in_separate_columns(rendered):
     text = rendered["table2_table3"].read_text(encoding="utf-8")
     assert "paper, Table II" in text and "measured: evaluation/full" in text
     assert "37.50" in text and "25.90" in text  # the paper's Ours, All
+    for name in PARAMS.get("external_methods") or {}:  # saved outputs of another method
+        assert f"{name} (external)" in text and "7/8 pairs (87.5 %)" in text
+    assert "Notes on the paper" in text and "172.47" in text  # the paper's own inconsistencies
+    table6 = rendered["table6"].read_text(encoding="utf-8")
+    assert "25.92" in table6 and "Notes on the paper" in table6
     table7 = rendered["table7"].read_text(encoding="utf-8")
     assert "Table VII" in table7 and "K = 1024" in table7 and "99.04" in table7
 
