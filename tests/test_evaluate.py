@@ -69,7 +69,8 @@ def test_identity_baseline_on_the_mini_test_split(mini_root, tmp_path, capsys):
     for name, b in summary["composite_error_bins"].items():  # the input's own fMSE, per bin
         rows = per_image["composite_fmse"].map(error_bin) == name
         assert b["n"] == rows.sum()
-    assert list(per_image.columns) == COLUMNS and len(per_image) == 16
+    assert list(per_image.columns) == [*COLUMNS, "protocol"] and len(per_image) == 16
+    assert (per_image["protocol"] == summary["protocol"]["id"]).all()
     saved = sorted((out / "images").rglob("*.png"))
     assert len(saved) == 16 and saved[0].parent.parent == out / "images"
 

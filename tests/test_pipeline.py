@@ -130,7 +130,9 @@ def test_a_variant_re_runs_its_own_stages_and_the_reports_that_show_it(graph, ke
 def test_full_reaches_the_tables_that_show_it_but_no_ablation_of_other_rows(graph):
     reached = downstream_of_param(graph, "variants.full")
     assert {"report_table2_table3", "report_table4", "report_table6", "report_table7"} <= reached
-    assert "train_prefix@fusion_style" in reached  # its run is full's first half (paper)
+    assert "train_prefix@fusion_style" not in reached  # Fig. 8/9's style fusion: no L_HCL
+    # its run is Table VI row 3's first half (paper profile)
+    assert "train_prefix@fusion_style" in downstream_of_param(graph, "variants.l1_pixel_sf")
     other = [n for n in reached if n.startswith(("train@", "evaluate@")) and "full" not in n]
     assert not other
 
