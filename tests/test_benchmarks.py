@@ -23,6 +23,10 @@ CASES: dict[str, tuple[list[str], str]] = {
         ["--data-root", "{data}", "--only", "OMP_NUM_THREADS=1", "--competitors", "busy-loop"],
         '"with_busy_loop_ratio"',
     ),
+    "cpu_bytes.py": (
+        ["--data-root", "{data}", "--epochs", "1", "--settings", "today", "--caps", "native"],
+        "model.pt identical across 1 caps",
+    ),
     "data_loading.py": (
         ["--data-root", "{data}", "--rounds", "1", "--train-size", "32", "--load-size", "36"],
         "speed-up",

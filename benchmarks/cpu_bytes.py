@@ -1,0 +1,106 @@
+"""Which CPU kernel settings make an embedded-default training give the same model.pt bytes
+whatever the CPU's vector width: each setting trained once per ISA cap, side by side.
+
+    python benchmarks/cpu_bytes.py [--data-root ROOT] [--epochs 3]
+
+One machine has one CPU kind, so caps stand in for other CPUs: ATen's kernels capped at AVX2 or
+at no vector ISA (`ATEN_CPU_CAPABILITY`), oneDNN's at AVX2 (`ONEDNN_MAX_CPU_ISA`), MKL's at AVX2
+(`MKL_ENABLE_INSTRUCTIONS`), and 2 threads instead of 1 (`REGIONHARMONY_THREADS`). A setting S
+makes the bytes CPU-independent only if model.pt is the same under every cap with S on.
+Settings: today's defaults; oneDNN off (`torch.backends.mkldnn.enabled = False`: convolutions
+through ATen's im2col + MKL sgemm); MKL's conditional numerical reproducibility (`MKL_CBWR`,
+COMPATIBLE or AVX2); oneDNN off with either. Each row: the model's sha256 prefix, the
+training's wall time (process start included) and its ratio to the first row's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CHILD = """
+import sys
+import regionharmony  # the thread policy before torch
+import torch
+torch.backends.mkldnn.enabled = {mkldnn}
+from regionharmony.cli import main
+raise SystemExit(main(sys.argv[1:]))
+"""
+CAPS = {
+    "native": {},
+    "ATen avx2": {"ATEN_CPU_CAPABILITY": "avx2"},
+    "ATen default": {"ATEN_CPU_CAPABILITY": "default"},
+    "oneDNN avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2"},
+    "MKL avx2": {"MKL_ENABLE_INSTRUCTIONS": "AVX2"},
+    "2 threads": {"REGIONHARMONY_THREADS": "2"},
+}
+SETTINGS = {
+    "today": (True, {}),
+    "oneDNN off": (False, {}),
+    "MKL_CBWR=COMPATIBLE": (True, {"MKL_CBWR": "COMPATIBLE"}),
+    "oneDNN off + MKL_CBWR": (False, {"MKL_CBWR": "COMPATIBLE"}),
+    "oneDNN off + MKL_CBWR=AVX2": (False, {"MKL_CBWR": "AVX2"}),
+}
+
+
+def train(
+    root: Path, out: Path, mkldnn: bool, env: dict[str, str], epochs: int
+) -> tuple[str, float]:
+    argv = ["train", "--params", str(ROOT / "params.yaml"), "--variant", "full"]
+    argv += ["--data-root", str(root), "--out", str(out), "--no-progress"]
+    argv += ["--set", f"train.epochs={epochs}"]
+    environment = {**os.environ, "PYTHONPATH": str(ROOT / "src"), **env}
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD.format(mkldnn=mkldnn), *argv],
+        check=False,
+        env=environment,
+        capture_output=True,
+        text=True,
+    )
+    wall = time.perf_counter() - started
+    if done.returncode:
+        raise SystemExit(done.stderr[-2000:])
+    return hashlib.sha256((out / "model.pt").read_bytes()).hexdigest()[:12], wall
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-root", type=Path, help="default: a small embedded root, made here")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument("--caps", nargs="+", default=list(CAPS), choices=list(CAPS))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = args.data_root
+        if root is None:
+            root = Path(tmp) / "mini"
+            from regionharmony.data.mini import build_mini
+
+            build_mini(root, seed=0, size=64, train_per_subset=8, test_per_subset=2)
+        print(f"{'setting':<28}{'cap':<14}{'model.pt':<14}{'wall s':>8}{'x today':>9}")
+        base = None
+        verdicts = []
+        for name in args.settings:
+            mkldnn, env = SETTINGS[name]
+            digests = set()
+            for cap in args.caps:
+                out = Path(tmp) / f"{len(verdicts)}_{len(digests)}_{cap.replace(' ', '_')}"
+                digest, wall = train(root, out, mkldnn, {**env, **CAPS[cap]}, args.epochs)
+                base = base or wall
+                digests.add(digest)
+                print(f"{name:<28}{cap:<14}{digest:<14}{wall:>8.1f}{wall / base:>9.2f}", flush=True)
+            same = "identical" if len(digests) == 1 else f"{len(digests)} different"
+            verdicts.append(f"{name}: model.pt {same} across {len(args.caps)} caps")
+        print("\n".join(verdicts))
+
+
+if __name__ == "__main__":
+    main()
