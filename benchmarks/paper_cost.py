@@ -273,10 +273,9 @@ def resolve_variants(params: Mapping[str, Any], params_path: Path) -> dict[str, 
     return out
 
 
-def study_candidates(dvc: Mapping[str, Any]) -> int:
-    """Images per user-study group: the composite and every --method of the stage."""
-    cmd = (dvc.get("stages", {}).get("user_study") or {}).get("cmd", "")
-    return 1 + cmd.count("--method ")
+def study_candidates(params: Mapping[str, Any]) -> int:
+    """Images per user-study group: the composite and every method of params.yaml user_study."""
+    return 1 + len((params.get("user_study") or {}).get("methods") or {})
 
 
 def read_settings(params_path: Path, dvc_path: Path) -> Settings:
@@ -301,7 +300,7 @@ def read_settings(params_path: Path, dvc_path: Path) -> Settings:
         paper_train=dict(params.get("profiles", {}).get("paper", {}).get("train", {})),
         image_size=tc.image_size,
         baselines=tuple(params.get("reports", {}).get("baselines", [])),
-        study_candidates=study_candidates(dvc),
+        study_candidates=study_candidates(params),
         mini_pairs=4 * (int(mini.get("train_per_subset", 0)) + int(mini.get("test_per_subset", 0))),
         mini_size=int(mini.get("size", 256)),
         feature_images=int(params.get("figures", {}).get("feature_images", 0)),

@@ -209,3 +209,23 @@ def test_markup_in_the_title_is_escaped_and_the_manifest_holds_no_markup(inputs,
     manifest = re.search(r'id="study-data">(.*?)</script>', page, re.S).group(1)
     assert not set("<>&") & set(manifest)
     assert load_key(tmp_path / "study.key.json").study_id == json.loads(manifest)["study_id"]
+
+
+def test_build_takes_groups_and_methods_from_params(inputs, tmp_path, capsys):
+    """`build --params` (the pipeline's, and the paper block's DIH99 study): user_study's
+    groups and methods; a missing folder is one line naming it, before anything is written."""
+    import yaml
+
+    group_dir, methods = inputs
+    params = tmp_path / "params.yaml"
+    spec = {"groups": str(group_dir), "methods": {name: str(folder) for name, folder in methods}}
+    params.write_text(yaml.safe_dump({"user_study": spec}))
+    out = tmp_path / "study"
+    assert cli(["build", "--params", str(params), "--out", str(out)]) == 0
+    assert list(load_key(tmp_path / "study.key.json").methods) == ["composite", "full", "l1"]
+    spec["methods"]["RainNet"] = str(tmp_path / "results" / "RainNet")
+    params.write_text(yaml.safe_dump({"user_study": spec}))
+    assert cli(["build", "--params", str(params), "--out", str(tmp_path / "s2")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "missing: RainNet" in err[0] and not (tmp_path / "s2").exists()
+    assert cli(["build", "--out", str(tmp_path / "s3")]) == 1  # neither --params nor --method

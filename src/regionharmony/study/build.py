@@ -339,7 +339,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     build.add_argument(
         "--group-dir",
         type=Path,
-        required=True,
         help="the composites: one image per group (searched recursively)",
     )
     build.add_argument(
@@ -347,8 +346,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="NAME=DIR",
-        required=True,
         help="a method's outputs, one image per group, same names (repeatable)",
+    )
+    build.add_argument(
+        "--params",
+        type=Path,
+        metavar="PARAMS_YAML",
+        help="take the groups and the methods from its `user_study: {groups: DIR, methods: "
+        "{NAME: DIR}}` (what `dvc repro` does; the paper block: DIH99 and the methods' saved "
+        "outputs) instead of --group-dir and --method",
     )
     build.add_argument("--out", type=Path, required=True, help="the participant folder to write")
     build.add_argument(
@@ -381,10 +387,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     count.add_argument("--json", action="store_true", help="print JSON")
 
 
+def study_inputs(args: argparse.Namespace) -> tuple[Path, list[tuple[str, Path]]]:
+    """The groups folder and the methods, from --params or from --group-dir and --method."""
+    if args.params is None:
+        if args.group_dir is None or not args.method:
+            raise StudyError("give --group-dir and at least one --method, or --params")
+        return args.group_dir, [parse_method(spec) for spec in args.method]
+    from regionharmony.config import load_params
+
+    spec = load_params(args.params).get("user_study") or {}
+    groups, methods = spec.get("groups"), spec.get("methods") or {}
+    if not groups or not isinstance(methods, dict) or not methods:
+        raise StudyError(
+            f"{args.params}: user_study needs groups: DIR and methods: {{NAME: DIR}}, got {spec!r}"
+        )
+    inputs = [parse_method(f"{name}={folder}") for name, folder in methods.items()]
+    folders = [("groups", Path(groups)), *inputs]
+    missing = [f"{name} ({shown(folder)})" for name, folder in folders if not folder.is_dir()]
+    if missing:
+        raise StudyError(
+            f"{args.params}: user_study folder(s) missing: {', '.join(missing)} (the paper "
+            "block's DIH99 and its methods' saved outputs: README, 'Table V')"
+        )
+    return Path(groups), inputs
+
+
 def run_build(args: argparse.Namespace) -> int:
-    methods = [parse_method(spec) for spec in args.method]
+    group_dir, methods = study_inputs(args)
     key = build_study(
-        args.group_dir,
+        group_dir,
         methods,
         args.out,
         args.key,
