@@ -37,9 +37,8 @@ def smoke_params(repo: Path) -> None:
     params["evaluate"].update(size=32, highres=[64, 128])
     smoke = params["profiles"]["paper_smoke"]["train"]
     smoke.update(device="cpu", image_size=32, batch_size=2, max_steps=2, checkpoint_every=1)
-    params["real_composites"].update(
-        composites_dir="data/smoke", pairing_list="data/smoke/IHD_test.txt"
-    )
+    for key in ("real_composites", "realhm_composites"):
+        params[key].update(composites_dir="data/smoke", pairing_list="data/smoke/IHD_test.txt")
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 

@@ -349,8 +349,8 @@ paper profile on iHarmony4, which cannot be downloaded by this pipeline (see
 <a href="loss_reading.html">loss_reading.html</a>, built where params.yaml <code>studies</code>
 names it (the embedded default; the paper switch leaves it out).</li>
 <li>Fig. 5 and Fig. 6 need the real composites of DIH99 and RealHM (not shipped); the report shows
-the embedded test composites instead until <code>real_composites</code> in params.yaml points at
-them.</li>
+the embedded test composites instead until <code>real_composites</code> and
+<code>realhm_composites</code> in params.yaml point at them (the paper block does).</li>
 <li>Table V needs people: the pipeline builds a blind study page
 (<code>user_study/study/index.html</code>) and tallies the votes placed in
 <code>user_study/votes/</code>; with none, its report says so.</li>
