@@ -11,7 +11,6 @@ import csv
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -132,22 +131,12 @@ def test_two_compiled_bf16_ranks_finish_stop_in_one_line_and_resume(tiny_root, t
     """Two gloo ranks, compiled (forced: "auto" does not compile under DDP with BatchNorm over
     the global batch), bf16, CrossRankBatchNorm: a killed rank stops the run in one line and a
     re-run resumes it to the end."""
-    from test_launch import rank_pids
+    from test_launch import kill_rank_one_at_checkpoint
 
     out = tmp_path / "ddp"
     command = train_command(tiny_root, out, "train.compile=always", processes=2)
-    victim = subprocess.Popen(command, env=environment(), stderr=subprocess.PIPE, text=True)
     checkpoint = tmp_path / "ddp_ckpt" / "last.pt"
-    deadline = time.monotonic() + 400
-    while not checkpoint.exists() and victim.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    ranks = rank_pids(victim.pid)
-    assert checkpoint.exists() and "1" in ranks, victim.communicate()[1][-3000:]
-    os.kill(ranks["1"], signal.SIGKILL)
-    _, stderr = victim.communicate(timeout=120)
-    assert victim.returncode == 1
-    last = stderr.strip().splitlines()[-1]
-    assert last.startswith("error: rank 1 of 2 stopped (killed by SIGKILL)"), stderr[-3000:]
+    kill_rank_one_at_checkpoint(command, checkpoint, environment(), wait_s=400)
     resumed = finish(command)
     assert "resumed from" in resumed and "compile True, 2 rank(s)" in resumed
     check_model_dir(out)

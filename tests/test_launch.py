@@ -110,22 +110,30 @@ def rank_pids(parent: int) -> dict[str, int]:
     return ranks
 
 
+def kill_rank_one_at_checkpoint(
+    command: list[str], checkpoint: Path, env: dict[str, str], wait_s: float = 180
+) -> None:
+    """Start a 2-rank `command`, SIGKILL rank 1 once `checkpoint` exists: the run must stop
+    (torchrun stops rank 0: no hang) with one line naming the rank."""
+    victim = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + wait_s
+    while not checkpoint.exists() and victim.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    ranks = rank_pids(victim.pid)
+    assert checkpoint.exists() and "1" in ranks, victim.communicate()[1][-3000:]
+    os.kill(ranks["1"], signal.SIGKILL)
+    _, stderr = victim.communicate(timeout=120)
+    assert victim.returncode == 1
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("error: rank 1 of 2 stopped (killed by SIGKILL)"), stderr[-3000:]
+
+
 def test_a_killed_rank_stops_the_run_in_one_line_and_a_rerun_resumes(tiny_root, tmp_path) -> None:
     params = params_file(tmp_path)
     out = tmp_path / "model"
     command = train_command(params, tiny_root, out, 2, "--set", "train.epochs=12")
-    victim = subprocess.Popen(command, env=environment(), stderr=subprocess.PIPE, text=True)
     checkpoint = tmp_path / "model_ckpt" / "last.pt"
-    deadline = time.monotonic() + 180
-    while not checkpoint.exists() and victim.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    ranks = rank_pids(victim.pid)
-    assert checkpoint.exists() and "1" in ranks, victim.communicate()[1][-3000:]
-    os.kill(ranks["1"], signal.SIGKILL)
-    _, stderr = victim.communicate(timeout=120)  # torchrun stops rank 0: no hang
-    assert victim.returncode == 1
-    last = stderr.strip().splitlines()[-1]
-    assert last.startswith("error: rank 1 of 2 stopped (killed by SIGKILL)"), stderr[-3000:]
+    kill_rank_one_at_checkpoint(command, checkpoint, environment())
     assert not (out / "model.pt").exists()
 
     resumed = subprocess.run(
