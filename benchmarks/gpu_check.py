@@ -58,8 +58,8 @@ def describe() -> dict:
 
 def environment() -> dict[str, str]:
     paths = [str(ROOT / "src")]
-    if any(importlib.util.find_spec(name) is None for name in ("dvclive", "tqdm")):
-        missing = [n for n in ("dvclive", "tqdm") if importlib.util.find_spec(n) is None]
+    missing = [n for n in ("dvclive", "tqdm") if importlib.util.find_spec(n) is None]
+    if missing:
         print(f"stand-ins for {', '.join(missing)}: {STANDINS}", file=sys.stderr)
         paths.append(str(STANDINS))  # after src; the real packages, where present, are found
     return {**os.environ, "PYTHONPATH": os.pathsep.join(paths), "PYTHONUNBUFFERED": "1"}

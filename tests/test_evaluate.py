@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from regionharmony.cli import main as cli_main
-from regionharmony.data import SUBSETS, DataError
+from regionharmony.data import SUBSETS, DataError, shared_memory
 from regionharmony.evaluation.evaluate import COLUMNS, evaluate_model
 from regionharmony.evaluation.metrics import error_bin
 
@@ -187,8 +187,12 @@ def test_the_command_line_loads_with_workers_by_default(mini_root, tmp_path, mon
     assert evaluation.auto_workers(100, torch.device("cuda")) == 3  # one core for the main process
     # a small /dev/shm (a container's 64 MB) caps them: 3 x 14.7 MB batches of 8 at 256 px each
     free = 64 * 2**20
-    assert evaluation.shared_memory_workers(8 * 256 * 256 * 28, tmp_path) >= 0
-    monkeypatch.setattr(evaluation, "shared_memory_workers", lambda b: free // 2 // (3 * b))
+    assert shared_memory.shared_memory_workers(8 * 256 * 256 * 28, folder=tmp_path) >= 0
+
+    def room(batch_bytes: int, prefetch: int, sharers: int = 1) -> int:
+        return free // 2 // ((prefetch + 1) * batch_bytes)
+
+    monkeypatch.setattr(shared_memory, "shared_memory_workers", room)
     assert evaluation.auto_workers(100, torch.device("cuda"), 8 * 256 * 256 * 28) == 0
     assert evaluation.auto_workers(100, torch.device("cuda"), 8 * 64 * 64 * 28) == 3
     with pytest.raises(SystemExit):

@@ -279,7 +279,7 @@ def test_a_cuda_profile_without_cuda_stops_with_one_line(tiny_root, tmp_path, ca
 
 
 def test_validation_pairs_spread_over_the_list():
-    from regionharmony.train.trainer import validation_indices
+    from regionharmony.train.validation import validation_indices
 
     assert validation_indices(10, 0) == list(range(10))
     assert validation_indices(10, 4) == [0, 3, 6, 9]

@@ -12,10 +12,14 @@ from pathlib import Path
 log = logging.getLogger("regionharmony.data")
 
 SHARED_MEMORY = Path("/dev/shm")
+DATALOADER_PREFETCH = 2  # batches a worker loads ahead: the DataLoader's default prefetch_factor
 
 
 def shared_memory_workers(
-    batch_bytes: int, prefetch: int = 2, folder: Path = SHARED_MEMORY, sharers: int = 1
+    batch_bytes: int,
+    prefetch: int = DATALOADER_PREFETCH,
+    folder: Path = SHARED_MEMORY,
+    sharers: int = 1,
 ) -> int | None:
     """How many workers the free shared memory holds, each with its `prefetch` batches and one
     more being read, using at most half of it, split between `sharers` processes (the ranks on

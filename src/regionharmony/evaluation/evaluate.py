@@ -45,8 +45,7 @@ from regionharmony.cpu_threads import usable_cpus
 from regionharmony.data.check import parse_workers, require_valid_root
 from regionharmony.data.dataset import HarmonyDataset
 from regionharmony.data.layout import SUBSETS
-from regionharmony.data.shared_memory import SHARED_MEMORY
-from regionharmony.data.shared_memory import shared_memory_workers as data_shared_memory_workers
+from regionharmony.data.shared_memory import DATALOADER_PREFETCH, workers_that_fit
 from regionharmony.errors import DataError
 from regionharmony.evaluation import predictions as predicted_pairs
 from regionharmony.evaluation.baselines import baseline_network
@@ -112,14 +111,6 @@ def limited(dataset: HarmonyDataset, limit: int | None) -> HarmonyDataset | Subs
     return Subset(dataset, keep)
 
 
-PREFETCH = 2  # batches each worker loads ahead (the DataLoader's default prefetch_factor)
-
-
-def shared_memory_workers(batch_bytes: int, folder: Path = SHARED_MEMORY) -> int | None:
-    """How many evaluation workers /dev/shm holds (`data.shared_memory`)."""
-    return data_shared_memory_workers(batch_bytes, PREFETCH, folder)
-
-
 def auto_workers(batches: int, device: torch.device, batch_bytes: int = 0) -> int:
     """`--workers auto`: the usable CPUs less the main process's share (one core beside a GPU,
     which runs the model while the main process scores; torch's intra-op threads when the model
@@ -128,11 +119,9 @@ def auto_workers(batches: int, device: torch.device, batch_bytes: int = 0) -> in
     that workers pass through it (a container's 64 MB default)."""
     main_share = 1 if device.type != "cpu" else torch.get_num_threads()
     wanted = max(1, min(usable_cpus() - main_share, MAX_AUTO_WORKERS, batches))
-    room = shared_memory_workers(batch_bytes) if batch_bytes else None
-    if room is not None and room < wanted:
-        log.info("evaluate: /dev/shm holds the batches of %d loader worker(s) only", room)
-        wanted = room
-    return wanted
+    if not batch_bytes:
+        return wanted
+    return workers_that_fit(wanted, batch_bytes, DATALOADER_PREFETCH, "evaluate")
 
 
 class _Guarded(Dataset):

@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from regionharmony.data.dataset import HarmonyDataset, eval_transform, load_pair, to_tensor
+from regionharmony.data.dataset import HarmonyDataset, to_tensor
 from regionharmony.data.images import open_image, resize_image, rgb_array
 from regionharmony.data.layout import Sample
 from regionharmony.errors import DataError
@@ -130,8 +130,8 @@ def scan(folder: Path, samples: Sequence[tuple[int, Sample]], size: int) -> Pred
 
 
 class PredictedPairs(Dataset):
-    """The evaluation items of the pairs with a prediction, each with its "prediction" tensor
-    resized as the composite is (`data.dataset.eval_transform`)."""
+    """The evaluation items (`dataset`, built with `eval_size` = `size`) of the pairs with a
+    prediction, each with its "prediction" tensor resized as the composite is."""
 
     def __init__(self, dataset: HarmonyDataset, predictions: PredictionSet, size: int) -> None:
         self.dataset, self.predictions, self.size = dataset, predictions, size
@@ -142,8 +142,6 @@ class PredictedPairs(Dataset):
 
     def __getitem__(self, position: int) -> dict:
         index = self.indices[position]
-        sample = self.dataset.samples[index]
-        composite, mask, real = load_pair(sample)
         path = self.predictions.found[index]
         try:
             with open_image(path) as image:
@@ -152,14 +150,5 @@ class PredictedPairs(Dataset):
             raise DataError(f"{path}: unreadable prediction ({err})") from None
         square = (self.size, self.size)
         if prediction.shape[:2] != square[::-1]:
-            prediction = resize_image(prediction, square)
-        composite, mask, real = eval_transform(composite, mask, real, self.size)
-        return {
-            "composite": to_tensor(composite),
-            "mask": to_tensor(mask),
-            "real": to_tensor(real),
-            "prediction": to_tensor(np.ascontiguousarray(prediction)),
-            "subset": sample.subset,
-            "name": sample.name,
-            "index": index,
-        }
+            prediction = resize_image(prediction, square)  # as `eval_transform` the composite
+        return {**self.dataset[index], "prediction": to_tensor(np.ascontiguousarray(prediction))}

@@ -11,24 +11,20 @@ import math
 import os
 import sys
 import time
-import zlib
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from regionharmony.config import Config, TrainConfig, prefix_problem
 from regionharmony.data.check import require_valid_root
 from regionharmony.data.dataset import HarmonyDataset
-from regionharmony.data.shared_memory import workers_that_fit
+from regionharmony.data.shared_memory import DATALOADER_PREFETCH, workers_that_fit
 from regionharmony.errors import ConfigError, DataError
-from regionharmony.evaluation.protocol import score_batch
 from regionharmony.io import (
     TRAINING_CODE,
     atomic_directory,
@@ -46,8 +42,17 @@ from regionharmony.train.distributed import (
     local_rank,
 )
 from regionharmony.train.logs import TrainingLogs
+from regionharmony.train.model_files import (
+    log_files,
+    pack_logs,
+    pack_prefixes,
+    restore_log_files,
+    restore_prefixes,
+    unpack_logs,
+)
 from regionharmony.train.plan import BatchPlan, patch_seeds
 from regionharmony.train.step import NonFiniteLossError, Objective, require_finite
+from regionharmony.train.validation import validation_scores
 
 log = logging.getLogger("regionharmony.train")
 PREFIX_DIR = "prefix"  # OUT/prefix/<variant>/: a shared run's first part, as its own model dir
@@ -59,39 +64,6 @@ def session_note(message: str, *args: object) -> None:
     print(message % args, file=sys.stderr)
 
 
-def log_files(out_dir: Path) -> dict[str, str]:
-    """The run's logs so far (train.log and DVCLive's files), by path relative to `out_dir`."""
-    paths = sorted(p for p in (out_dir / "live").rglob("*") if p.is_file())
-    paths += [out_dir / "train.log"] if (out_dir / "train.log").is_file() else []
-    return {p.relative_to(out_dir).as_posix(): p.read_text(encoding="utf-8") for p in paths}
-
-
-def pack_logs(files: dict[str, str]) -> torch.Tensor:
-    """The logs as a zlib-compressed JSON byte tensor (a checkpoint loads with weights_only)."""
-    data = zlib.compress(json.dumps(files, sort_keys=True).encode(), 6)
-    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
-
-
-def unpack_logs(packed: torch.Tensor) -> dict[str, str]:
-    return json.loads(zlib.decompress(packed.cpu().numpy().tobytes()))
-
-
-def restore_log_files(out_dir: Path, files: dict[str, str]) -> None:
-    """Make the logs exactly what they were at the checkpoint: files a killed run wrote after
-    it are removed or cut back, and files DVC deleted with the stage's output are rebuilt."""
-    for path in (out_dir / "live").rglob("*"):
-        if path.is_file() and path.relative_to(out_dir).as_posix() not in files:
-            path.unlink()
-    for name, text in files.items():
-        path = out_dir / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if name == "train.log":  # in place: the log handler may hold the file open (append)
-            with open(path, "w", encoding="utf-8") as handle:
-                handle.write(text)
-        else:
-            atomic_write_text(text, path)
-
-
 def require_cuda_if_asked(cfg: Config, device: torch.device) -> None:
     """Refuse to train a `require_cuda` profile on the CPU that `device: auto` fell back to."""
     if cfg.train.require_cuda and cfg.train.device == "auto" and device.type != "cuda":
@@ -101,15 +73,6 @@ def require_cuda_if_asked(cfg: Config, device: torch.device) -> None:
             f"({build}) sees none; install a CUDA build of torch, or train on the CPU on purpose "
             "with --set train.device=cpu"
         )
-
-
-def validation_indices(total: int, limit: int) -> list[int]:
-    """Which pairs of the validation list are scored: all of them (`limit` 0), else `limit`
-    pairs spread evenly over the list (first and last included), so that every subset of an
-    iHarmony4 list, which is grouped by subset, keeps its share."""
-    if not limit or limit >= total:
-        return list(range(total))
-    return np.linspace(0, total - 1, limit).round().astype(int).tolist()
 
 
 class Trainer:
@@ -302,36 +265,9 @@ class Trainer:
                 "step": torch.tensor(self.step),
                 "last": json.dumps({"terms": self.last_terms, "val": self.last_val}),
                 "logs": pack_logs(log_files(self.out_dir)),
-                "prefixes": self.pack_prefixes(),
+                "prefixes": pack_prefixes(self.out_dir / PREFIX_DIR, self.prefixes),
             }
         )
-
-    def pack_prefixes(self) -> dict[str, torch.Tensor]:
-        """The prefix model directories written so far, file by file (`<name>/<path>` -> bytes):
-        `dvc repro` deletes the stage's outputs before a resumed run, which would lose them."""
-        packed = {}
-        for name in self.prefixes:
-            folder = self.out_dir / PREFIX_DIR / name
-            for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-                data = bytearray(path.read_bytes()) or bytearray(1)  # frombuffer needs a byte
-                tensor = torch.frombuffer(data, dtype=torch.uint8)[: path.stat().st_size]
-                packed[f"{name}/{path.relative_to(folder).as_posix()}"] = tensor.clone()
-        return packed
-
-    def restore_prefixes(self, packed: Mapping[str, torch.Tensor]) -> None:
-        """Write back the prefix directories a checkpoint holds, where they are missing."""
-        by_name: dict[str, dict[str, bytes]] = {}
-        for key, tensor in packed.items():
-            name, _, rel = key.partition("/")
-            by_name.setdefault(name, {})[rel] = tensor.cpu().numpy().tobytes()
-        for name, files in by_name.items():
-            folder = self.out_dir / PREFIX_DIR / name
-            if (folder / "model.pt").is_file():
-                continue
-            with atomic_directory(folder, replace=True) as tmp:
-                for rel, data in files.items():
-                    (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-                    (tmp / rel).write_bytes(data)
 
     def resume(self) -> bool:
         """Load the last checkpoint if it belongs to this configuration."""
@@ -347,7 +283,7 @@ class Trainer:
         self.last_terms, self.last_val = last["terms"], last["val"]
         if self.dist.main:  # rank 0 alone owns the logs; the others wait until they are back
             restore_log_files(self.out_dir, unpack_logs(state["logs"]))
-            self.restore_prefixes(state.get("prefixes", {}))
+            restore_prefixes(self.out_dir / PREFIX_DIR, state.get("prefixes", {}))
             session_note("resumed from %s at step %d", self.checkpoints.path, self.step)
         if self.dist.active:
             torch.distributed.barrier()
@@ -416,30 +352,10 @@ class Trainer:
                 self.logs.log_step(step, terms, self.tc.lr * self.lr_factor(step - 1))
 
     # -- validation ---------------------------------------------------------------------------
-    @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """MSE, PSNR and fMSE (`evaluation.protocol.score_batch`, fp32, eval mode) on the
-        validation pairs of the training root (`train.val_limit` of its `train.val_split`) at the
-        training size: the Fig. 8/9 curves. Decoding runs in the loader's workers."""
-        val_set = HarmonyDataset(
-            self.data_root, self.tc.val_split, subsets=self.subsets, eval_size=self.tc.image_size
-        )
-        loader = DataLoader(
-            Subset(val_set, validation_indices(len(val_set), self.tc.val_limit)),
-            batch_size=self.tc.batch_size,
-            num_workers=self.loader_workers(self.tc.batch_size, 2, "validation"),
-            pin_memory=self.device.type == "cuda",
-        )
-        self.model.eval()
-        scores: dict[str, list[float]] = {"mse": [], "psnr": [], "fmse": []}
-        for batch in loader:
-            composite, mask = batch["composite"].to(self.device), batch["mask"].to(self.device)
-            raw = self.model(composite, mask)  # fp32 whatever the training precision
-            _, per_image = score_batch(raw, composite, mask, batch["real"], ssim_mode=None)
-            for image in per_image:
-                for key in scores:
-                    scores[key].append(image[key])
-        return {k: float(np.mean(v)) for k, v in scores.items()}
+        """The Fig. 8/9 validation scores of the model now (`validation.validation_scores`)."""
+        workers = self.loader_workers(self.tc.batch_size, DATALOADER_PREFETCH, "validation")
+        return validation_scores(self.model, self.data_root, self.tc, self.subsets, workers)
 
     # -- the loop -----------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
