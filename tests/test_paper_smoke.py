@@ -30,16 +30,44 @@ COPIED = (
 
 
 def smoke_params(repo: Path) -> None:
-    """The paper_smoke switch of README ('A smoke run first'), plus what a CPU needs."""
+    """The CPU smoke switch of docs/paper-run.md ('A smoke run on a CPU'): profile
+    paper_smoke_cpu, the smoke root, evaluation at 32-128 px, one seed."""
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    params.update(profile="paper_smoke", seeds=1, studies={})
+    params.update(profile="paper_smoke_cpu", seeds=1, studies={})
     params["data"]["root"] = "data/smoke"
     params["evaluate"].update(size=32, highres=[64, 128])
-    smoke = params["profiles"]["paper_smoke"]["train"]
-    smoke.update(device="cpu", image_size=32, batch_size=2, max_steps=2, checkpoint_every=1)
     for key in ("real_composites", "realhm_composites"):
         params[key].update(composites_dir="data/smoke", pairing_list="data/smoke/IHD_test.txt")
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def test_the_cpu_smoke_profile_is_paper_smoke_at_cpu_sizes():
+    """paper_smoke_cpu differs from paper_smoke only in sizes and the device: the paper's
+    network, loss and recipe otherwise."""
+    from regionharmony.config import load_params, resolve_config
+
+    params = load_params(ROOT / "params.yaml")
+    cpu = resolve_config(params, "paper_smoke_cpu").to_dict()
+    gpu = resolve_config(params, "paper_smoke").to_dict()
+    assert cpu["model"] == gpu["model"] and cpu["loss"] == gpu["loss"]
+    differ = {k for k in cpu["train"] if cpu["train"][k] != gpu["train"][k]}
+    sizes = {"image_size", "batch_size", "max_steps", "checkpoint_every", "checkpoint_minutes"}
+    assert differ <= {"device", "require_cuda", "num_workers", *sizes}, differ
+    assert cpu["train"]["device"] == "cpu" and not cpu["train"]["require_cuda"]
+
+
+def test_the_cuda_refusal_names_the_cpu_smoke_profile(tmp_path, capsys, monkeypatch):
+    import torch
+
+    from regionharmony.cli import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    argv = ["train", "--params", str(ROOT / "params.yaml"), "--profile", "paper_smoke"]
+    argv += ["--data-root", str(tmp_path), "--out", str(tmp_path / "m"), "--no-progress"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "paper_smoke_cpu" in err[0], err
+    assert "device: cpu" in err[0] and "profiles.paper_smoke.train" in err[0]
 
 
 @pytest.mark.slow

@@ -4,7 +4,8 @@ Every module listed in `COMMANDS` exposes `add_arguments(parser)` and `run(args)
 first line of its docstring is the subcommand's one-line help. A mistake in the input (a
 `UserError`: a broken dataset, a bad parameter, an unusable checkpoint, an existing output)
 ends in one line `error: ...` and exit status 1, never a traceback; so does an OSError (a
-full disk, a read-only or missing output folder), naming the path.
+full disk, a read-only or missing output folder), naming the path. Ctrl-C ends in one line
+`interrupted: ...` and exit status 130 (`train` names its checkpoint, which a re-run resumes).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import importlib
 import re
 import sys
 
-from regionharmony.errors import UserError
+from regionharmony.errors import Interrupted, UserError
 
 # subcommand -> module, in pipeline order
 COMMANDS: dict[str, str] = {
@@ -60,10 +61,16 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser(argv[0] if argv else None).parse_args(argv)
-    args.argv = argv  # `train --processes` re-runs it
     try:
+        args = build_parser(argv[0] if argv else None).parse_args(argv)
+        args.argv = argv  # `train --processes` re-runs it
         return args.run(args)
+    except Interrupted as err:
+        print(f"interrupted: {err}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:  # every output is written atomically: nothing half-written stays
+        print("interrupted: nothing was left half-written; run the command again", file=sys.stderr)
+        return 130
     except (UserError, FileExistsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -21,6 +21,8 @@ with a `ConfigError` naming the file, the key and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +36,7 @@ FUSIONS = ("style", "adain", "rain", "none")
 # How Eq. 10-11's undefined queries v^fg, v^bg are read (loss.hcl.region_contrastive_loss
 # derives each): "paper" is the reproduction's default, the others this repository's variations.
 HCL_QUERIES = ("paper", "truth_gated", "detached_keys", "pull", "bg_query")
-# earlier names still accepted: "shared" was "paper"'s name before it became the default
+# other names accepted for a reading: "shared" is "paper"
 HCL_QUERY_ALIASES = {"shared": "paper"}
 # what each reading is, in one sentence (the reports print it beside the numbers)
 HCL_READINGS = {
@@ -50,77 +52,96 @@ HCL_READINGS = {
 }
 # Where phi of Eq. 8-9 crops its 8x8 patches; see loss.hcl.region_contrastive_loss.
 PATCH_SOURCES = ("image", "sampling_map")
+SWITCHES = ("auto", "always", "never")
+
+
+def number(
+    default: float, low: float, high: float | None = None, *, above: bool = False, name: str = ""
+) -> Any:
+    """A numeric field whose range `validate` checks: finite, >= low (> low where `above`),
+    <= high where given; `name` is the paper's symbol, shown in the error message."""
+    return field(default=default, metadata={"range": (low, above, high), "symbol": name})
+
+
+def choice(default: str, allowed: tuple[str, ...]) -> Any:
+    """A string field that `validate` checks against its `allowed` values."""
+    return field(default=default, metadata={"choices": allowed})
 
 
 @dataclass
 class ModelConfig:
     """Residual UNet + S2AM + external style fusion (docs/design.md section 1)."""
 
-    in_channels: int = 4  # composite RGB + foreground mask
-    base_width: int = 32  # widths base * 2**level: 32-64-128-256-512
-    depth: int = 5  # encoder levels; the input side must be a multiple of 2**(depth-1)
-    blocks: int = 3  # residual blocks per level
+    in_channels: int = number(4, 1)  # composite RGB + foreground mask
+    base_width: int = number(32, 1)  # widths base * 2**level: 32-64-128-256-512
+    depth: int = number(5, 2)  # encoder levels; the input side must be a multiple of 2**(depth-1)
+    blocks: int = number(3, 1)  # residual blocks per level
     attention: bool = True  # S2AM in every decoder level
-    fusion: str = "style"  # style (the paper) | adain | rain | none
-    norm: str = "batch"  # batch | instance (affine in both cases)
+    fusion: str = choice("style", FUSIONS)  # style (the paper) | adain | rain | none
+    norm: str = choice("batch", ("batch", "instance"))  # affine in both cases
 
 
 @dataclass
 class LossConfig:
     """Eq. 13 weights and the L_HCL sampling (Sec. III-B, docs/design.md section 2)."""
 
-    lambda_l1: float = 0.4
-    lambda_pixel: float = 0.5
-    lambda_hcl: float = 0.1
-    num_patches: int = 256  # K
-    patch_size: int = 8
-    grid_stride: int = 4  # the sampling map is 1/4 of the image resolution
-    temperature: float = 0.07  # tau
-    mlp_hidden: int = 256
-    mlp_out: int = 256
+    lambda_l1: float = number(0.4, 0, name="lambda_1")
+    lambda_pixel: float = number(0.5, 0, name="lambda_2")
+    lambda_hcl: float = number(0.1, 0, name="lambda_3")
+    num_patches: int = number(256, 1, name="K")
+    patch_size: int = number(8, 1)
+    grid_stride: int = number(4, 1)  # the sampling map is 1/4 of the image resolution
+    temperature: float = number(0.07, 0, above=True, name="tau")
+    mlp_hidden: int = number(256, 1)
+    mlp_out: int = number(256, 1)
     # reading of Eq. 10-11's queries (HCL_QUERIES; loss.hcl.region_contrastive_loss derives
     # each): paper (CUT-style, the default) | truth_gated (this repository's extension) | ...
-    hcl_query: str = "paper"
+    hcl_query: str = choice("paper", HCL_QUERIES)
     # where phi of Eq. 8-9 crops: image (full resolution, Eq. 8) | sampling_map (the text's S^fg)
-    patch_source: str = "image"
+    patch_source: str = choice("image", PATCH_SOURCES)
 
 
 @dataclass
 class TrainConfig:
     """Optimiser, schedule and bookkeeping (docs/design.md section 5)."""
 
-    image_size: int = 256  # training crop side
-    crop: str = "resized"  # resized (BargainNet's random-resized crop) | resize_then_crop
-    crop_scale: float = 0.5  # "resized": the crop covers crop_scale-100 % of the image area
-    load_size: int = 256  # "resize_then_crop": images are resized to this, then cropped
-    batch_size: int = 8
-    lr: float = 1e-3
-    weight_decay: float = 0.01  # AdamW default
-    epochs: int = 120  # the paper gives none; peers train 120-180, its fusion ablation 60
-    budget: float = 1.0  # the share of `epochs` this run trains (Fig. 8/9 runs: 0.5)
-    max_steps: int = 0  # 0: no cap beyond `epochs`
-    lr_schedule: str = "constant"  # constant (the paper states no schedule) | cosine
+    image_size: int = number(256, 1)  # training crop side
+    # resized (BargainNet's random-resized crop) | resize_then_crop
+    crop: str = choice("resized", ("resized", "resize_then_crop"))
+    # "resized": the crop covers crop_scale-100 % of the image area
+    crop_scale: float = number(0.5, 0, 1, above=True)
+    load_size: int = number(256, 1)  # "resize_then_crop": images are resized to this, then cropped
+    batch_size: int = number(8, 1)
+    lr: float = number(1e-3, 0, above=True)
+    weight_decay: float = number(0.01, 0)  # AdamW default
+    epochs: int = number(120, 1)  # the paper gives none; peers train 120-180, its ablation 60
+    budget: float = number(1.0, 0, 1, above=True)  # the share of `epochs` this run trains
+    max_steps: int = number(0, 0)  # 0: no cap beyond `epochs`
+    # constant (the paper states no schedule) | cosine
+    lr_schedule: str = choice("constant", ("constant", "cosine"))
     # checkpoints (one file, written atomically): every `checkpoint_every` steps and at every
     # epoch end; and/or every `checkpoint_minutes` of wall clock (0 turns either off)
-    checkpoint_every: int = 500
-    checkpoint_minutes: float = 0.0
+    checkpoint_every: int = number(500, 0)
+    checkpoint_minutes: float = number(0.0, 0)
     validate: bool = False  # per-epoch validation: only the runs whose report draws curves
     # a variant whose run begins with this one's (a `variants` name): where the two runs are
     # the same up to this one's end (`prefix_problem`), that run's first part is this model
     prefix_of: str = ""
-    val_split: str = "test"  # per-epoch validation (Fig. 8/9 curves) on this split
-    val_limit: int = 0  # 0: every validation pair; N: N pairs spread evenly over the split's list
-    seed: int = 0
-    num_workers: int = 0
-    device: str = "auto"  # auto | cpu | cuda
+    val_split: str = choice("test", ("train", "test"))  # per-epoch validation on this split
+    val_limit: int = number(0, 0)  # 0: every validation pair; N: N pairs spread over the split
+    seed: int = number(0, 0)
+    num_workers: int = number(0, 0)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
     # with device auto and no CUDA GPU, stop rather than train for weeks on the CPU (params.yaml
     # sets it for the paper profiles); `device: cpu` trains on the CPU on purpose
     require_cuda: bool = False
     sync_bn: bool = True  # under DDP, BatchNorm over the global batch (GPU: SyncBatchNorm)
-    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | bf16 | fp32
-    channels_last: str = "auto"  # channels-last memory: auto (on CUDA) | always | never
-    compile: str = "auto"  # torch.compile of generator + L_all: auto (on CUDA) | always | never
-    sync_every: int = 0  # steps between host syncs (finite check, logs); 0: 1 on CPU, 25 on CUDA
+    # auto (bf16 autocast on CUDA, fp32 on CPU) | bf16 | fp32
+    precision: str = choice("auto", ("auto", "bf16", "fp32"))
+    channels_last: str = choice("auto", SWITCHES)  # channels-last memory: auto (on CUDA)
+    compile: str = choice("auto", SWITCHES)  # torch.compile of generator + L_all: auto (on CUDA)
+    # steps between host syncs (finite check, logs); 0: 1 on CPU, 25 on CUDA
+    sync_every: int = number(0, 0)
     # the CUDA defaults on the CPU, for the tests and `benchmarks/gpu_check.sh --cpu-rehearsal`:
     # every auto switch above as on CUDA (compile, bf16 autocast, channels-last, sync_every 25)
     # and fused AdamW; what stays CUDA-only is listed in docs/paper-run.md
@@ -224,63 +245,52 @@ def _require(ok: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def _range_problem(value: float, low: float, above: bool, high: float | None) -> str | None:
+    """What is wrong with `value` for the range (low, above, high) of `number`, or None."""
+    if not math.isfinite(value):
+        return "a finite number"
+    if high is not None and not (low < value <= high if above else low <= value <= high):
+        return f"in {'(' if above else '['}{low:g}, {high:g}]"
+    if above and value <= low:
+        return "positive" if low == 0 else f"greater than {low:g}"
+    if value < low:
+        return f"at least {low:g}"
+    return None
+
+
+def _check_fields(cfg: Config, source: str) -> None:
+    """Every field's declared range or allowed values (`number`, `choice`)."""
+    for section in SECTIONS:
+        target = getattr(cfg, section)
+        for f in dataclasses.fields(target):
+            value, key = getattr(target, f.name), f"{section}.{f.name}"
+            if f.metadata.get("symbol"):
+                key += f" ({f.metadata['symbol']})"
+            if "choices" in f.metadata:
+                allowed = f.metadata["choices"]
+                _require(
+                    value in allowed,
+                    f"{source}: {key} must be one of {', '.join(allowed)}, got {value!r}",
+                )
+            elif "range" in f.metadata:
+                problem = _range_problem(value, *f.metadata["range"])
+                _require(problem is None, f"{source}: {key} must be {problem}, got {value}")
+
+
 def validate(cfg: Config, source: str = "config") -> Config:
-    """Refuse values that type-check but cannot work, naming the key and what is allowed."""
+    """Refuse values that type-check but cannot work, naming the key and what is allowed: each
+    field's declared range or choices, then the rules that tie fields together."""
     m, t, loss = cfg.model, cfg.train, cfg.loss
+    loss.hcl_query = HCL_QUERY_ALIASES.get(loss.hcl_query, loss.hcl_query)
+    _check_fields(cfg, source)
     _require(
-        m.fusion in FUSIONS, f"{source}: model.fusion must be one of {FUSIONS}, got {m.fusion!r}"
-    )
-    _require(m.norm in ("batch", "instance"), f"{source}: model.norm must be batch or instance")
-    _require(m.depth >= 2, f"{source}: model.depth must be at least 2, got {m.depth}")
-    _require(
-        t.lr_schedule in ("cosine", "constant"),
-        f"{source}: train.lr_schedule must be cosine or constant, got {t.lr_schedule!r}",
-    )
-    _require(
-        t.checkpoint_every >= 0 and t.checkpoint_minutes >= 0,
-        f"{source}: train.checkpoint_every and train.checkpoint_minutes must be >= 0",
+        t.device in ("auto", "cpu") or re.fullmatch(r"cuda(:\d+)?", t.device) is not None,
+        f"{source}: train.device must be auto, cpu, cuda or cuda:N, got {t.device!r}",
     )
     _require(
         t.checkpoint_every > 0 or t.checkpoint_minutes > 0,
         f"{source}: train.checkpoint_every or train.checkpoint_minutes must be set (> 0): a "
         "training that never checkpoints cannot resume",
-    )
-    for key in ("epochs", "batch_size"):
-        value = getattr(t, key)
-        _require(value >= 1, f"{source}: train.{key} must be at least 1, got {value}")
-    _require(
-        t.crop in ("resized", "resize_then_crop"),
-        f"{source}: train.crop must be resized or resize_then_crop, got {t.crop!r}",
-    )
-    _require(0 < t.crop_scale <= 1, f"{source}: train.crop_scale must be in (0, 1]")
-    for key in ("channels_last", "compile"):
-        value = getattr(t, key)
-        _require(
-            value in ("auto", "always", "never"),
-            f"{source}: train.{key} must be auto, always or never, got {value!r}",
-        )
-    _require(
-        t.precision in ("auto", "bf16", "fp32"),
-        f"{source}: train.precision must be auto, bf16 or fp32, got {t.precision!r}",
-    )
-    _require(0 < t.budget <= 1, f"{source}: train.budget must be in (0, 1], got {t.budget}")
-    _require(
-        t.val_split in ("train", "test"),
-        f"{source}: train.val_split must be train or test, got {t.val_split!r}",
-    )
-    _require(loss.num_patches >= 1, f"{source}: loss.num_patches (K) must be at least 1")
-    loss.hcl_query = HCL_QUERY_ALIASES.get(loss.hcl_query, loss.hcl_query)
-    _require(
-        loss.hcl_query in HCL_QUERIES,
-        f"{source}: loss.hcl_query must be one of {', '.join(HCL_QUERIES)}, got {loss.hcl_query!r}",
-    )
-    _require(
-        loss.patch_source in PATCH_SOURCES,
-        f"{source}: loss.patch_source must be one of {', '.join(PATCH_SOURCES)}, "
-        f"got {loss.patch_source!r}",
-    )
-    _require(
-        t.image_size >= 1, f"{source}: train.image_size must be at least 1, got {t.image_size}"
     )
     multiple = 2 ** (m.depth - 1)
     _require(
@@ -306,10 +316,10 @@ def resolve_config(
 
     `params` is the content of params.yaml (`load_params`); `profile` defaults to its `profile`.
 
-    Every other profile and variant of `params` is checked too, so that a mistake anywhere in
-    the file is reported now, in one line naming ``profiles.<name>`` or ``variants.<name>`` and
-    the key, not when a later command or pipeline stage uses it: each other profile is applied
-    to the defaults and validated on its own; each other variant is applied to this profile
+    Every profile and variant of `params` is checked too, so that a mistake anywhere in the
+    file is reported now, in one line naming ``profiles.<name>`` or ``variants.<name>`` and
+    the key, not when a later command or pipeline stage uses it: each profile is applied to
+    the defaults and validated on its own; each other variant is applied to this profile
     (with the overrides after it, as a run of that variant would be) and validated.
     """
     profile = profile or params.get("profile") or PAPER_PROFILE
@@ -319,6 +329,11 @@ def resolve_config(
         raise ConfigError(
             f"{source}: unknown profile {profile!r}; choose one of {', '.join(known)}"
         )
+    for name, layer in profiles.items():  # each profile on its own, so errors name it
+        where = f"{source}, profiles.{name}"
+        other = Config(profile=str(name))
+        apply_layer(other, layer, where)
+        validate(other, where)
     variants = variant_layers(params, source)
     cfg = Config(profile=profile)
     apply_layer(cfg, profiles.get(profile), f"{source}, profiles.{profile}")
@@ -337,12 +352,6 @@ def resolve_config(
                 f"{source}: {variant_source(params, name)}.train.prefix_of must name a variant "
                 f"of `variants`, got {parent!r}"
             )
-    for name, layer in profiles.items():
-        if name != profile:
-            where = f"{source}, profiles.{name}"
-            other = Config(profile=str(name))
-            apply_layer(other, layer, where)
-            validate(other, where)
     for name, layer in variants.items():
         if name != variant:
             where = f"{source}, {variant_source(params, name)}"

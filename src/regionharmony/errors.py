@@ -21,3 +21,8 @@ class CheckpointError(UserError):
 
 class HarmonizeError(UserError, ValueError):
     """A composite, mask, model or output that cannot be used; the message names it."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C (SIGINT): `regionharmony` prints the message (what was kept, how to go on) as one
+    line and exits 130."""

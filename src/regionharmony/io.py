@@ -43,7 +43,15 @@ def atomic_save(obj: object, path: Path) -> None:
 
     def save(tmp: Path) -> None:
         with open(tmp, "wb") as handle:
-            torch.save(obj, handle)
+            try:
+                torch.save(obj, handle)
+            except RuntimeError as err:
+                # a failed write (a full disk) surfaces as torch's RuntimeError from closing
+                # the archive, with the OSError as its context: raise that, naming the file
+                cause = err.__context__
+                if isinstance(cause, OSError) and cause.errno is not None:
+                    raise OSError(cause.errno, cause.strerror, str(path)) from None
+                raise
 
     atomic_write(path, save)
 

@@ -8,6 +8,26 @@ from pathlib import Path
 from regionharmony.data.layout import SPLITS, SUBSETS
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1 (argparse names the flag in its one-line error)."""
+    return _int_at_least(text, 1)
+
+
+def natural_int(text: str) -> int:
+    """An argparse type: an integer >= 0."""
+    return _int_at_least(text, 0)
+
+
+def _int_at_least(text: str, low: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+    return value
+
+
 def add_data_root(parser: argparse.ArgumentParser, help: str = "dataset root") -> None:
     parser.add_argument("--data-root", type=Path, required=True, metavar="DIR", help=help)
 

@@ -59,7 +59,14 @@ from regionharmony.evaluation.metrics import (
 )
 from regionharmony.evaluation.protocol import DEFAULT_SSIM_MODE, score_batch
 from regionharmony.io import EVALUATION_CODE, atomic_directory, atomic_write_text, code_version
-from regionharmony.options import add_data_root, add_device, add_progress, add_split, add_subsets
+from regionharmony.options import (
+    add_data_root,
+    add_device,
+    add_progress,
+    add_split,
+    add_subsets,
+    positive_int,
+)
 from regionharmony.runtime import resolve_device
 
 log = logging.getLogger("regionharmony.evaluation.evaluate")
@@ -385,7 +392,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_split(parser)
     parser.add_argument(
         "--size",
-        type=int,
+        type=positive_int,
         default=256,
         help="evaluation resolution, SIZE x SIZE (default: 256; Table IV: 512, 1024)",
     )
@@ -410,7 +417,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="save the blended predictions as OUTDIR/images/<subset>/<name>.png",
     )
-    parser.add_argument("--limit", type=int, help="evaluate at most N pairs of each subset")
+    parser.add_argument(
+        "--limit",
+        type=positive_int,
+        metavar="N",
+        help="evaluate at most N pairs of each subset, N >= 1 (default: all)",
+    )
     parser.add_argument(
         "--error-bins",
         type=float,
@@ -422,7 +434,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "error_bins)",
     )
     add_device(parser)
-    parser.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=8, help="images per batch (default 8)"
+    )
     parser.add_argument(
         "--workers",
         type=parse_workers,

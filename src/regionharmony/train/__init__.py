@@ -58,9 +58,9 @@ from regionharmony.config import (
     resolve_config,
 )
 from regionharmony.cpu_threads import usable_cpus
-from regionharmony.errors import ConfigError, UserError
+from regionharmony.errors import ConfigError, Interrupted, UserError
 from regionharmony.io import TRAINING_CODE, atomic_directory, code_version
-from regionharmony.options import add_config, add_progress, add_subsets
+from regionharmony.options import add_config, add_progress, add_subsets, natural_int, positive_int
 from regionharmony.runtime import stop_with_parent
 from regionharmony.train.launch import (
     resolve_processes,
@@ -87,7 +87,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="model directory to write")
     parser.add_argument(
         "--seeds",
-        type=int,
+        type=natural_int,
         nargs="+",
         metavar="SEED",
         help="train one model per seed (train.seed), into OUT/seed<SEED>/ (default: one model, "
@@ -95,13 +95,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--num-seeds",
-        type=int,
+        type=positive_int,
         metavar="N",
         help="the same as --seeds with the N seeds train.seed, train.seed + 1, ...",
     )
     parser.add_argument(
         "--jobs",
-        type=int,
+        type=natural_int,
         default=0,
         help="with --seeds: train this many seeds at once, in separate processes (default 0: "
         "on the CPU, as many as the cores hold at torch's thread count; 1 on a GPU)",
@@ -166,12 +166,24 @@ def train_one(
             raise
         handler.close()
         if not existed:
-            keep = trainer_checkpoint_dir(out, checkpoint_dir)
-            remove_partial_output(out, keep)
+            remove_partial_output(out, trainer_checkpoint_dir(out, checkpoint_dir))
         where = err.filename or out
         raise UserError(f"{where}: {err.strerror or err} (training into {out})") from None
+    except KeyboardInterrupt:
+        handler.close()
+        keep = trainer_checkpoint_dir(out, checkpoint_dir)
+        if not existed:
+            remove_partial_output(out, keep)
+        raise Interrupted(resume_hint(keep / "last.pt")) from None
     finally:
         handler.close()  # detaches it from the logger too
+
+
+def resume_hint(checkpoint: Path) -> str:
+    """Where an interrupted training stands, in one line."""
+    if checkpoint.is_file():
+        return f"the last checkpoint is {checkpoint}; run the same command again to resume from it"
+    return "no checkpoint was written yet; running the same command again starts from the start"
 
 
 def trainer_checkpoint_dir(out: Path, checkpoint_dir: Path | None) -> Path:
@@ -183,6 +195,8 @@ def remove_partial_output(out: Path, keep: Path) -> None:
     lies inside (a re-run resumes from it)."""
     if not out.is_dir():
         return
+    if keep.is_dir() and not any(keep.iterdir()):
+        keep.rmdir()  # a checkpoint folder that never got a checkpoint
     for child in out.iterdir():
         if child == keep or keep.is_relative_to(child):
             continue
@@ -236,19 +250,34 @@ def run(args: argparse.Namespace) -> int:
     seeded_prefixes = [{n: with_seed(p, seed) for n, p in prefixes.items()} for seed in args.seeds]
     runs_prefixes = list(zip(runs, seeded_prefixes, strict=True))
     jobs = max(1, min(args.jobs or auto_jobs(cfg), len(runs)))
-    if jobs == 1:
-        summaries = [train_one(*r, progress, 0, p) for r, p in runs_prefixes]
-    else:
-        threads = torch.get_num_threads()
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(jobs, mp_context=context) as pool:
-            futures = [pool.submit(train_one, *r, False, threads, p) for r, p in runs_prefixes]
-            summaries = [f.result() for f in futures]
+    existed = args.out.exists()
+    try:
+        summaries = train_seeds(runs_prefixes, jobs, progress)
+    except (UserError, Interrupted, KeyboardInterrupt) as err:
+        if not existed and args.out.is_dir() and not any(args.out.iterdir()):
+            args.out.rmdir()  # nothing of this run is left in it
+        if isinstance(err, KeyboardInterrupt):
+            where = args.checkpoint_dir or args.out / "seed<N>" / "checkpoints"
+            raise Interrupted(
+                f"checkpoints are under {where}; run the same command again to resume"
+            ) from None
+        raise
     for seed, summary in zip(args.seeds, summaries, strict=True):
         if not summary:  # a rank other than 0
             continue
         print(f"seed {seed}: {summary['steps']} steps, validation {summary['final_validation']}")
     return 0
+
+
+def train_seeds(runs_prefixes: list, jobs: int, progress: bool) -> list[dict[str, Any]]:
+    """`train_one` of each (run, prefixes), `jobs` at a time in spawned processes."""
+    if jobs == 1:
+        return [train_one(*r, progress, 0, p) for r, p in runs_prefixes]
+    threads = torch.get_num_threads()
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(jobs, mp_context=context) as pool:
+        futures = [pool.submit(train_one, *r, False, threads, p) for r, p in runs_prefixes]
+        return [f.result() for f in futures]
 
 
 def with_seed(cfg: Config, seed: int) -> Config:

@@ -70,8 +70,10 @@ def require_cuda_if_asked(cfg: Config, device: torch.device) -> None:
         build = "a CPU-only build" if torch.version.cuda is None else f"CUDA {torch.version.cuda}"
         raise ConfigError(
             f"profile {cfg.profile!r} trains on a CUDA GPU, but torch {torch.__version__} "
-            f"({build}) sees none; install a CUDA build of torch, or train on the CPU on purpose "
-            "with --set train.device=cpu"
+            f"({build}) sees none; install a CUDA build of torch, or on a CPU run profile "
+            "paper_smoke_cpu (docs/paper-run.md, 'A smoke run on a CPU') or set `device: cpu` "
+            f"under profiles.{cfg.profile}.train in params.yaml (one `regionharmony train`: "
+            "--set train.device=cpu)"
         )
 
 
