@@ -268,3 +268,36 @@ def test_the_paper_switch_leaves_a_pipeline_dvc_can_read(tmp_path):
     assert "train_prefix@fusion_style" in stages and "train@full" in stages
     assert not any("study@" in s or s.startswith("report_loss_reading") for s in stages)
     assert load_params(tmp_path / "params.yaml")["profile"] == "paper"
+
+
+def documented_exp_show_recipes() -> list[str]:
+    """Every `dvc exp show --drop ...` command line of README.md and docs/*.md."""
+    import re
+
+    found = []
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        found += re.findall(r"^\s*(dvc exp show --drop .+?)\s*$", page.read_text(), re.M)
+    return found
+
+
+def test_the_documented_exp_show_recipe_shows_the_metrics():
+    """Run in the repository itself (its committed metrics/*.json): each recipe the docs give
+    prints the mse of `full` and of the composite, not just the Experiment column."""
+    import csv
+    import json
+    import shlex
+
+    recipes = documented_exp_show_recipes()
+    assert recipes, "README.md or docs/ should show a `dvc exp show --drop` recipe"
+    dvc = Path(sys.executable).parent / "dvc"
+    for recipe in recipes:
+        command = [str(dvc), *shlex.split(recipe)[1:], "--no-pager", "--csv"]
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, done.stderr
+        header, *rows = list(csv.reader(done.stdout.splitlines()))
+        assert header[0] == "Experiment" and len(header) >= 3, header
+        for name in ("full", "composite"):
+            mse = json.loads((ROOT / "metrics" / f"{name}.json").read_text())["mse"]
+            column = header.index(f"metrics/{name}.json:mse")
+            shown = [float(row[column]) for row in rows if row[column]]
+            assert any(abs(value - mse) <= 1e-3 * mse for value in shown), (name, mse, rows)
