@@ -1,4 +1,5 @@
-"""The package tree keeps the method apart from the tooling (README: "The package").
+"""The package tree keeps the method apart from the tooling (docs/package.md); README.md stays a
+landing page and every relative link of README.md and docs/*.md resolves.
 
 The method (model/, loss/) and what trains it (data/, train/) never import a tooling module: the
 harmonize command and its engine, the user study, the reports, the evaluate / features commands,
@@ -8,6 +9,8 @@ harmonize command and its engine, the user study, the reports, the evaluate / fe
 from __future__ import annotations
 
 import ast
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -97,3 +100,83 @@ def test_a_stage_command_imports_only_its_own_module() -> None:
         argv = [sys.executable, "-c", probe.format(command)]
         out = subprocess.run(argv, capture_output=True, text=True, check=True)
         assert out.stdout.split() == ["False", "True"], command
+
+
+# ---- README and docs/: a landing page that stays short, links that resolve ----------------------
+
+ROOT = PACKAGE.parents[1]
+README_MAX_LINES = 160
+FENCE = re.compile(r"^ {0,3}(```|~~~).*?^ {0,3}\1[^\n]*$", re.MULTILINE | re.DOTALL)
+INLINE_CODE = re.compile(r"(`+)(?:(?!\1).)+?\1", re.DOTALL)
+INLINE_LINK = re.compile(  # [text](target "title") and ![alt](target): the target
+    r"!?\[(?:[^\[\]]|\[[^\[\]]*\])*\]"  # the text, one level of nested brackets
+    r"\(\s*<?([^()<>\s]*(?:\([^()\s]*\)[^()<>\s]*)*)>?"  # the target, balanced parentheses
+    r"(?:\s+[\"'(][^)]*)?\s*\)"  # an optional title
+)
+REFERENCE_DEF = re.compile(r"^ {0,3}\[[^\]]+\]:\s*<?(\S+?)>?(?:\s+.*)?$", re.MULTILINE)
+
+
+def markdown_files() -> list[Path]:
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def link_targets(text: str) -> list[str]:
+    """The targets of every inline link, image and reference definition outside code."""
+    text = INLINE_CODE.sub("", FENCE.sub("", text))
+    return INLINE_LINK.findall(text) + REFERENCE_DEF.findall(text)
+
+
+def tracked_paths(root: Path) -> set[Path] | None:
+    """The files git tracks under `root` and their folders (what a clean clone holds); None
+    outside a git checkout, where the files on disk stand in."""
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "ls-files", "-z"], capture_output=True, check=True
+        ).stdout.decode()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    files = {(root / name).resolve() for name in out.split("\0") if name}
+    return files | {parent for f in files for parent in f.parents}
+
+
+def broken_links(path: Path, root: Path = ROOT) -> list[str]:
+    """Relative targets of `path` (anchors stripped) that a clean clone of `root` lacks: no
+    tracked file or folder (a pipeline output such as reports/ is not one), or outside `root`."""
+    tracked = tracked_paths(root)
+    broken = []
+    for target in link_targets(path.read_text()):
+        if not target or target.startswith("#") or re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:", target):
+            continue  # an anchor on the same page, or a URL (https:, mailto:)
+        relative = target.split("#", 1)[0].split("?", 1)[0]
+        resolved = (path.parent / relative).resolve()
+        present = resolved.exists() if tracked is None else resolved in tracked
+        if not resolved.is_relative_to(root) or not present:
+            broken.append(target)
+    return broken
+
+
+def test_readme_stays_a_landing_page() -> None:
+    lines = (ROOT / "README.md").read_text().count("\n")
+    assert lines <= README_MAX_LINES, (
+        f"README.md has {lines} lines (at most {README_MAX_LINES}): move reference to docs/"
+    )
+
+
+@pytest.mark.parametrize("path", markdown_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_relative_links_resolve(path: Path) -> None:
+    broken = broken_links(path)
+    assert not broken, f"{path.relative_to(ROOT)} links to files that do not exist: {broken}"
+
+
+def test_the_link_checker_sees_a_broken_link(tmp_path: Path) -> None:
+    text = (
+        "[a](docs/x.md#part) ![b](img/g.png 'title') `[c](code.md)` [d](https://e.org)\n"
+        "```\n[e](fenced.md)\n```\n[r]: ref.md\n"
+    )
+    assert link_targets(text) == ["docs/x.md#part", "img/g.png", "https://e.org", "ref.md"]
+    (tmp_path / "docs").mkdir()
+    page = tmp_path / "docs" / "page.md"
+    page.write_text(
+        "[here](page.md) [up](../docs) [gone](missing.md#part) [top](#top) [out](../..)\n"
+    )
+    assert broken_links(page, root=tmp_path) == ["missing.md#part", "../.."]
