@@ -5,11 +5,13 @@ whatever the CPU's vector width: each setting trained once per ISA cap, side by 
 
 One machine has one CPU kind, so caps stand in for other CPUs: ATen's kernels capped at AVX2 or
 at no vector ISA (`ATEN_CPU_CAPABILITY`), oneDNN's at AVX2 (`ONEDNN_MAX_CPU_ISA`), MKL's at AVX2
-(`MKL_ENABLE_INSTRUCTIONS`), and 2 threads instead of 1 (`REGIONHARMONY_THREADS`). A setting S
+(`MKL_ENABLE_INSTRUCTIONS`), glibc's libm without its AVX2/FMA variants (`GLIBC_TUNABLES`),
+and 2 threads instead of 1 (`REGIONHARMONY_THREADS`). A setting S
 makes the bytes CPU-independent only if model.pt is the same under every cap with S on.
 Settings: today's defaults; oneDNN off (`torch.backends.mkldnn.enabled = False`: convolutions
 through ATen's im2col + MKL sgemm); MKL's conditional numerical reproducibility (`MKL_CBWR`,
-COMPATIBLE or AVX2); oneDNN off with either. Each row: the model's sha256 prefix, the
+COMPATIBLE or AVX2); oneDNN off with either; the package's switch REGIONHARMONY_KERNELS=portable
+(`regionharmony.cpu_threads`). Each row: the model's sha256 prefix, the
 training's wall time (process start included) and its ratio to the first row's.
 """
 
@@ -40,6 +42,7 @@ CAPS = {
     "oneDNN avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2"},
     "MKL avx2": {"MKL_ENABLE_INSTRUCTIONS": "AVX2"},
     "2 threads": {"REGIONHARMONY_THREADS": "2"},
+    "glibc no AVX2/FMA": {"GLIBC_TUNABLES": "glibc.cpu.hwcaps=-AVX2,-FMA,-AVX512F"},
 }
 SETTINGS = {
     "today": (True, {}),
@@ -47,6 +50,8 @@ SETTINGS = {
     "MKL_CBWR=COMPATIBLE": (True, {"MKL_CBWR": "COMPATIBLE"}),
     "oneDNN off + MKL_CBWR": (False, {"MKL_CBWR": "COMPATIBLE"}),
     "oneDNN off + MKL_CBWR=AVX2": (False, {"MKL_CBWR": "AVX2"}),
+    # the package's switch: ATen scalar, MKL_CBWR=COMPATIBLE, one thread, oneDNN + NNPACK off
+    "REGIONHARMONY_KERNELS=portable": (True, {"REGIONHARMONY_KERNELS": "portable"}),
 }
 
 
@@ -85,7 +90,7 @@ def main() -> None:
             from regionharmony.data.mini import build_mini
 
             build_mini(root, seed=0, size=64, train_per_subset=8, test_per_subset=2)
-        print(f"{'setting':<28}{'cap':<14}{'model.pt':<14}{'wall s':>8}{'x today':>9}")
+        print(f"{'setting':<32}{'cap':<19}{'model.pt':<14}{'wall s':>8}{'x today':>9}")
         base = None
         verdicts = []
         for name in args.settings:
@@ -96,7 +101,7 @@ def main() -> None:
                 digest, wall = train(root, out, mkldnn, {**env, **CAPS[cap]}, args.epochs)
                 base = base or wall
                 digests.add(digest)
-                print(f"{name:<28}{cap:<14}{digest:<14}{wall:>8.1f}{wall / base:>9.2f}", flush=True)
+                print(f"{name:<32}{cap:<19}{digest:<14}{wall:>8.1f}{wall / base:>9.2f}", flush=True)
             same = "identical" if len(digests) == 1 else f"{len(digests)} different"
             verdicts.append(f"{name}: model.pt {same} across {len(args.caps)} caps")
         print("\n".join(verdicts))

@@ -20,6 +20,13 @@ The knob is the environment variable ``REGIONHARMONY_THREADS``:
 libgomp reads these variables once, when torch is first imported, so they are set when the
 package is imported (`regionharmony/__init__.py`); in a session that imported torch earlier,
 set them in the environment before starting Python, or call ``torch.set_num_threads``.
+
+The kernel path is the second knob, ``REGIONHARMONY_KERNELS``: unset or ``native``, torch's
+fastest kernels for this CPU (their rounding depends on its vector width and caches);
+``portable``, the setting that gave the same bytes under every stand-in for another CPU kind
+(docs/pipeline.md, 'The same bytes on another CPU'): ATen's scalar kernels
+(``ATEN_CPU_CAPABILITY=default``), MKL's reproducible mode (``MKL_CBWR=COMPATIBLE``) and one
+thread, all forced, plus oneDNN and NNPACK off once torch is loaded (`runtime.py`).
 """
 
 from __future__ import annotations
@@ -30,6 +37,23 @@ import warnings
 from collections.abc import MutableMapping
 
 KNOB = "REGIONHARMONY_THREADS"
+KERNELS_KNOB = "REGIONHARMONY_KERNELS"
+# what the portable kernel path forces before torch loads (see the module docstring)
+PORTABLE_ENVIRONMENT = {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE"}
+
+
+def kernel_path(environ: MutableMapping[str, str] | None = None) -> str:
+    """ "portable" or "native", from REGIONHARMONY_KERNELS (an unknown value: native, warned)."""
+    environ = os.environ if environ is None else environ
+    choice = environ.get(KERNELS_KNOB, "native").strip().lower() or "native"
+    if choice not in ("native", "portable"):
+        warnings.warn(
+            f"{KERNELS_KNOB}={environ[KERNELS_KNOB]!r} is neither 'native' nor 'portable'; "
+            "using native",
+            stacklevel=2,
+        )
+        return "native"
+    return choice
 
 
 def usable_cpus() -> int:
@@ -49,11 +73,16 @@ def configure_cpu_threads(environ: MutableMapping[str, str] | None = None) -> di
     docstring says; returns the variables it set."""
     environ = os.environ if environ is None else environ
     choice = environ.get(KNOB, "auto").strip().lower() or "auto"
+    forced: dict[str, str] = {}
+    if kernel_path(environ) == "portable":
+        forced = {**PORTABLE_ENVIRONMENT, "OMP_NUM_THREADS": "1"}
+        if choice not in ("auto", "library", "1"):
+            warnings.warn(f"{KERNELS_KNOB}=portable runs one thread; {KNOB} ignored", stacklevel=2)
+        choice = "1"
     if choice == "library":
         return {}
-    forced: dict[str, str] = {}
     if choice.isdigit() and int(choice) > 0:
-        forced["OMP_NUM_THREADS"] = str(int(choice))
+        forced.setdefault("OMP_NUM_THREADS", str(int(choice)))
     elif choice != "auto":
         warnings.warn(
             f"{KNOB}={environ[KNOB]!r} is not a positive number of threads, 'auto' or "

@@ -12,7 +12,45 @@ from pathlib import Path
 
 import torch
 
+from regionharmony.cpu_threads import kernel_path
+
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+
+
+def use_portable_kernels() -> bool:
+    """Under REGIONHARMONY_KERNELS=portable (`cpu_threads`), the switches torch reads at run
+    time: no oneDNN (its blocking follows the cache sizes), no NNPACK (it takes no-grad
+    convolutions of batch >= 16 once oneDNN is off), one thread. True when it applied them."""
+    if kernel_path() != "portable":
+        return False
+    torch.backends.mkldnn.enabled = False
+    torch.backends.nnpack.enabled = False
+    torch.set_num_threads(1)
+    return True
+
+
+PORTABLE = use_portable_kernels()
+
+
+def kernel_facts() -> dict[str, object]:
+    """What a CPU result's bytes depend on, for summary.json: the kernel path and the thread
+    count, ATen's CPU capability, the torch, MKL and oneDNN versions, the C library."""
+    import platform
+    import re
+
+    config = torch.__config__.show()
+    mkl = re.search(r"Math Kernel Library Version ([\d.]+)", config)
+    onednn = re.search(r"(?:oneDNN|MKL-DNN) v([\d.]+)", config)
+    libc, version = platform.libc_ver()
+    return {
+        "kernels": "portable" if PORTABLE else "native",
+        "threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch": torch.__version__,
+        "mkl": mkl.group(1) if mkl else None,
+        "onednn": onednn.group(1) if onednn else None,
+        "libc": f"{libc} {version}".strip() or None,
+    }
 
 
 def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
@@ -31,6 +69,16 @@ def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
         torch.cuda.set_device(local_rank)
         return torch.device("cuda", local_rank)
     return torch.device(name)
+
+
+def cuda_facts() -> dict[str, object]:
+    """The GPU and the CUDA stack a CUDA training ran on, for summary.json."""
+    return {
+        "device": torch.cuda.get_device_name(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version(),
+    }
 
 
 def autocast(device: torch.device, bf16: bool) -> AbstractContextManager:

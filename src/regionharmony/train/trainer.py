@@ -34,7 +34,14 @@ from regionharmony.io import (
 )
 from regionharmony.loss import HarmonizationLoss
 from regionharmony.model.harmonizer import build_model, count_parameters, forward_gflops
-from regionharmony.runtime import autocast, resolve_device, switch_on, training_bf16
+from regionharmony.runtime import (
+    autocast,
+    cuda_facts,
+    kernel_facts,
+    resolve_device,
+    switch_on,
+    training_bf16,
+)
 from regionharmony.train.checkpoint import CheckpointStore, first_line, run_fingerprint
 from regionharmony.train.distributed import (
     convert_cross_rank_batchnorm,
@@ -474,6 +481,8 @@ class Trainer:
             "train_pairs": len(self.train_set),
             "data": self.data_card(),
             "code_version": code_version(TRAINING_CODE),
+            # what the bytes of model.pt depend on besides the code, the config and the data
+            "kernels": kernel_facts() if self.device.type == "cpu" else cuda_facts(),
             "final_train_loss": self.last_terms,
             # a run that does not validate itself reports none (a prefix's may be in its logs)
             "final_validation": self.last_val if cfg.train.validate else {},
