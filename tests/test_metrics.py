@@ -1,4 +1,4 @@
-"""Metrics of docs/design.md section 4 against plain numpy references and scikit-image."""
+"""Metrics of docs/evaluation.md, 'The protocol' against plain numpy references and scikit-image."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """One typed configuration object for the model, the losses and training, and the one merge
 that builds it.
 
-The dataclass defaults are the paper's recipe (Sec. IV-A, docs/design.md sections 1, 2 and 5). Every
+The dataclass defaults are the paper's recipe (Sec. IV-A, docs/model.md). Every
 other number lives in params.yaml: `profile` names a profile, `profiles.<name>` overrides the
 defaults for it (`paper` is the defaults, nearly untouched; `mini` is the laptop-CPU profile), a
 *variant* (`variants.<name>`: a row of Table VI / VII or a curve of Fig. 8/9) is one more layer,
@@ -70,7 +70,7 @@ def choice(default: str, allowed: tuple[str, ...]) -> Any:
 
 @dataclass
 class ModelConfig:
-    """Residual UNet + S2AM + external style fusion (docs/design.md section 1)."""
+    """Residual UNet + S2AM + external style fusion (docs/model.md, 'The network')."""
 
     in_channels: int = number(4, 1)  # composite RGB + foreground mask
     base_width: int = number(32, 1)  # widths base * 2**level: 32-64-128-256-512
@@ -83,7 +83,7 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    """Eq. 13 weights and the L_HCL sampling (Sec. III-B, docs/design.md section 2)."""
+    """Eq. 13 weights and the L_HCL sampling (Sec. III-B, docs/model.md, 'The losses')."""
 
     lambda_l1: float = number(0.4, 0, name="lambda_1")
     lambda_pixel: float = number(0.5, 0, name="lambda_2")
@@ -103,7 +103,7 @@ class LossConfig:
 
 @dataclass
 class TrainConfig:
-    """Optimiser, schedule and bookkeeping (docs/design.md section 5)."""
+    """Optimiser, schedule and bookkeeping (docs/model.md, 'The training recipe')."""
 
     image_size: int = number(256, 1)  # training crop side
     # resized (BargainNet's random-resized crop) | resize_then_crop

@@ -88,7 +88,7 @@ def train_transform(
 def eval_transform(
     composite: np.ndarray, mask: np.ndarray, real: np.ndarray, size: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The evaluation protocol (docs/design.md section 4): composite and real resized to size x size
+    """The evaluation protocol (docs/evaluation.md): composite and real resized to size x size
     bicubic, the binarised mask resized nearest."""
     square = (size, size)
     return (

@@ -1,6 +1,6 @@
 """iHarmony4's layout: subsets, splits, file names and list files. Torch-free.
 
-Layout (docs/design.md section 3)::
+Layout (docs/paper-run.md, 'The dataset: iHarmony4')::
 
     ROOT/IHD_train.txt, IHD_test.txt          lines "HAdobe5k/composite_images/a0001_1_1.jpg"
     ROOT/<Subset>/<Subset>_train.txt, _test.txt   bare composite file names

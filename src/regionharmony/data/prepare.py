@@ -80,7 +80,7 @@ def prepare_root(
     progress: bool = True,
 ) -> dict[str, int]:
     """Write a resized copy of `src` at `dst` in the same layout (the resize cache of
-    docs/design.md section 3).
+    docs/paper-run.md, 'The dataset: iHarmony4').
 
     Composites and reals are resized bicubic and saved as JPEG (`quality`, 4:4:4 chroma), masks
     binarised, resized nearest and saved as RGB PNG 0/255. With `longest_side`, images whose

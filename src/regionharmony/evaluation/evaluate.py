@@ -1,6 +1,6 @@
 """The evaluator: metrics of a trained model, or of the identity baseline, on an iHarmony4 split.
 
-Protocol (docs/design.md section 4): composite and real resized to size x size bicubic, the
+Protocol (docs/evaluation.md): composite and real resized to size x size bicubic, the
 binarised mask nearest; the model's raw output H is blended, ``H * M + I' * (1 - M)``, clipped
 to [0, 1] and quantised to 8 bits (``round(255 * x)``), the image the official protocol scores after
 saving it, and the one ``--save-images`` writes. The identity baseline ("input composite" row of

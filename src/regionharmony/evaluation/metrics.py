@@ -1,4 +1,4 @@
-"""Harmonisation metrics: MSE, PSNR, fMSE, SSIM, fSSIM and their aggregation (docs/design.md s. 4).
+"""Harmonisation metrics: MSE, PSNR, fMSE, SSIM, fSSIM and their aggregation (docs/evaluation.md).
 
 Every function takes float arrays on the 0-255 scale, prediction first: ``pred`` and
 ``target`` (H, W, 3), and where needed a binary foreground ``mask`` (H, W).

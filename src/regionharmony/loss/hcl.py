@@ -78,7 +78,7 @@ def region_contrastive_loss(
     = (negative cells, positive cells), each (B, K), replaces the draw (tests use it).
 
     phi (`patch_source`). Eq. 8 writes phi(H^fg; S_i): the patch is cropped from H^fg at the
-    location S_i, and docs/design.md reads it on the full-resolution image: an 8x8 patch centred on
+    location S_i, and docs/model.md reads it on the full-resolution image: an 8x8 patch centred on
     the 4x4 pixels of the cell ("image", the default). The text says "crop 8x8 patches around
     the negative locations in S^fg", the 1/4 sampling map itself; "sampling_map" does that (each
     patch then covers 32x32 image pixels at 1/4 resolution; the text's argument against a 1/8 map,

@@ -1,4 +1,4 @@
-"""Spatial-separated attention module, S2AM (Cun & Pun, TIP 2020), docs/design.md section 1.
+"""Spatial-separated attention module, S2AM (Cun & Pun, TIP 2020), docs/model.md, 'The network'.
 
     out = gate_bg(f) * (1 - m) + (block(gate_spliced(f)) + gate_mixed(f)) * m
 

@@ -3,7 +3,7 @@
 An encoder level is a 3x3 conv + norm + ReLU followed by `blocks` residual blocks
 (conv3x3, norm, + skip, ReLU); a decoder level first upsamples with a 2x2 stride-2 transposed
 conv (+ norm + ReLU), concatenates the encoder skip, optionally applies S2AM to the 2C-channel
-concatenation, then runs the same conv + residual blocks (docs/design.md section 1).
+concatenation, then runs the same conv + residual blocks (docs/model.md, 'The network').
 """
 
 from __future__ import annotations

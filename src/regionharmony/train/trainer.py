@@ -125,7 +125,7 @@ class Trainer:
                 self.dist.world,
             )
         self.model, self.criterion = self.build_networks()
-        # the head's parameters are in the optimiser from step 0 (docs/design.md section 2)
+        # the head's parameters are in the optimiser from step 0 (docs/model.md, 'The losses')
         params = list(self.model.parameters()) + list(self.criterion.parameters())
         self.optimizer = torch.optim.AdamW(
             params, lr=self.tc.lr, weight_decay=self.tc.weight_decay, fused=gpu_path
