@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	# torch==2.13.0 is pinned in pyproject.toml: the CPU build, never a multi-GB CUDA one
-	$(PYTHON) -m pip install --quiet -e '.[dev,lab]'
+	$(PYTHON) -m pip install --quiet -e '.[dev,lab,onnx]'
 	touch $(STAMP)
 
 repro: $(STAMP)

@@ -3,7 +3,6 @@ folder that cannot be written."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -11,11 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
-from test_harmonize import TRAIN_SIZE, make_pair, random_network, write_pair
+from test_harmonize import make_pair, save_random_model, write_pair
 
 from regionharmony.cli import main as cli_main
-from regionharmony.config import build_config
 from regionharmony.errors import HarmonizeError
 from regionharmony.inference import harmonize as harmonize_module
 from regionharmony.inference import user_images
@@ -25,11 +22,7 @@ from regionharmony.inference.harmonize import harmonize, main
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("model")
-    cfg = build_config("mini", {"train": {"image_size": TRAIN_SIZE}})
-    torch.save(random_network().state_dict(), folder / "model.pt")
-    (folder / "config.json").write_text(json.dumps(cfg.to_dict()))
-    return folder
+    return save_random_model(tmp_path_factory.mktemp("model"))
 
 
 def symlink_loop(path: Path) -> Path:
@@ -123,17 +116,17 @@ def test_a_later_run_removes_the_temporaries_of_a_killed_run(tmp_path, model_dir
     out = tmp_path / "out"
     script = f"""
 import os, signal
-from PIL import Image
+from regionharmony.inference import png
 from regionharmony.inference.harmonize import main
-original, calls = Image.Image.save, []
-def dying_save(self, fp, *args, **kwargs):
-    calls.append(fp)
+original, calls = png.write_png, []
+def dying_write(handle, image, threads=1):
+    calls.append(handle)
     if len(calls) == 2:  # half a file, then killed
-        with open(fp, "wb") as handle:
-            handle.write(b"\\x89PNG\\r\\n\\x1a\\n truncated")
+        handle.write(b"\\x89PNG\\r\\n\\x1a\\n truncated")
+        handle.flush()
         os.kill(os.getpid(), signal.SIGKILL)
-    return original(self, fp, *args, **kwargs)
-Image.Image.save = dying_save
+    return original(handle, image, threads)
+png.write_png = dying_write
 main({folder_args(model_dir, src, out)!r})
 """
     killed = subprocess.Popen(

@@ -19,6 +19,7 @@ from regionharmony.errors import Interrupted, UserError
 
 # subcommand -> module, in pipeline order
 COMMANDS: dict[str, str] = {
+    "switch": "regionharmony.switch",
     "summary": "regionharmony.summary",
     "make-mini": "regionharmony.data.mini",
     "check-data": "regionharmony.data.check",
@@ -27,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "regionharmony.evaluation.evaluate",
     "features": "regionharmony.evaluation.features",
     "harmonize": "regionharmony.inference.harmonize",
+    "export": "regionharmony.inference.onnx_export",
     "report": "regionharmony.report.render",
     "user-study": "regionharmony.study.build",
 }

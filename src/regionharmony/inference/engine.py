@@ -23,6 +23,7 @@ import copy
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -85,6 +86,19 @@ class Engine:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled):
             out = self.network(composite, mask)
         return out.float().contiguous()
+
+    def run_arrays(self, composite: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """`__call__` on numpy arrays: float32 (1, 3, H, W) and (1, 1, H, W) in, the raw
+        output float32 (1, 3, H, W) out (the interface `OnnxEngine` shares)."""
+        out = self(torch.from_numpy(composite), torch.from_numpy(mask))
+        return out.cpu().numpy()
+
+    @property
+    def base_width(self) -> int | None:
+        """The network's first-level width (what the memory of a full-resolution pass scales
+        with), or None for a network of another kind."""
+        cfg = getattr(self.network, "cfg", None)
+        return getattr(cfg, "base_width", None)
 
 
 def load_engine(

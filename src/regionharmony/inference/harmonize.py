@@ -12,15 +12,20 @@ composite and mask are downscaled so that the longest side is ``max_side`` (aspe
 the network harmonises that, and the correction is carried back to the full-resolution
 composite by one of these strategies:
 
-* ``color`` (the default): a per-image affine colour transform A (3 x 4), fitted by
-  least squares on the foreground pixels from the low-resolution composite to the
-  low-resolution harmonised output, then applied to every foreground pixel at full resolution:
-  ``H(x) = A [I'(x); 1]``. The full-resolution detail is untouched; only colour is changed.
+* ``color`` (the default; for every composite larger than the training size): a per-image
+  affine colour transform A (3 x 4), fitted by least squares on the foreground pixels from
+  the low-resolution composite to the low-resolution harmonised output, then applied to every
+  foreground pixel at full resolution: ``H(x) = A [I'(x); 1]``. The full-resolution detail is
+  untouched; only colour is changed. Fast, and the best-scoring strategy.
 * ``residual``: the low-resolution correction ``H_low - I'_low`` on the foreground, upsampled
   to full resolution (mask-normalised bilinear, so that the correction does not fade at the
-  object boundary) and added to the full-resolution composite.
+  object boundary) and added to the full-resolution composite. For a correction that varies
+  across the object (a shading gradient), which one global colour map cannot follow.
 * ``full``: the network runs on the full-resolution image itself (padded to a multiple of 16).
-  Only sensible for a model trained at a comparable resolution.
+  Only for a model trained at a comparable resolution and small images: its memory grows with
+  the pixel count (~10 GB at 16.6 megapixels with the mini model), so it is refused in one
+  line when it would not fit (`regionharmony.inference.memory`). On a 4992 x 3328 composite
+  it took 52 s and 4.5 GB and scored worse than the composite itself (fMSE 4565 vs 2419).
 
 An image whose longest side is at most ``max_side`` is harmonised directly at its own size. The
 default strategy was chosen by measured quality (benchmarks/harmonize_strategies.py, the
@@ -34,7 +39,12 @@ numpy array: bool, uint8 (0-255), uint16 or float in [0, 1]. A float array with 
 [0, 1] (a float array in 0-255) is refused with a HarmonizeError, not clipped: pass it as uint8
 or divide it by 255.
 EXIF orientation is applied; palette, grayscale, 16-bit, RGBA/LA (alpha dropped) and CMYK
-images are converted to 8-bit RGB. A mask is any single-channel or RGB(A) image; a pixel is
+images are converted to 8-bit RGB. A greyscale composite (mode L, LA, I;16, ..., or RGB with
+three equal channels) gets a greyscale result: the network's output (which has colour: it
+was trained on colour photographs) is converted to its ITU-R 601 luma (PIL's "L"), so the
+three channels are equal and the background keeps the composite's grey levels bit for bit.
+A file of several frames (an animated GIF, a multi-page TIFF) is harmonised as its first frame,
+with a one-line warning naming it. A mask is any single-channel or RGB(A) image; a pixel is
 foreground when its 8-bit grayscale value (ITU-R 601 luma, PIL's "L") is above
 ``MASK_THRESHOLD`` = 127; a mask whose alpha channel is not fully opaque (a cut-out) uses the
 alpha channel instead. So a soft mask (feathered or anti-aliased edges, grey levels) is cut at
@@ -49,6 +59,13 @@ Writing: atomically, through a hidden ``.NAME.PID.tmp`` beside each result. Befo
 the command removes such temporaries left by a killed run (their PID is not running), and in
 folder mode it checks that the output folder can be written before it harmonises anything.
 
+Engines: ``--engine torch`` (the default) runs the checkpoint with torch; ``--engine
+onnxruntime`` runs an ONNX file from `regionharmony export` (``--checkpoint model.onnx``, or a
+folder holding model.onnx) with onnxruntime, in fp32, without importing torch (the optional
+extra ``.[onnx]``). In single-pair mode the command loads the engine in a second thread while
+it decodes the images (torch's import takes about a second and Pillow's decoders release the
+GIL).
+
 Reproducible bytes: ``--precision auto`` (the default) means bf16 on a CPU with AMX-BF16 or
 AVX512-BF16 and on a GPU of compute capability >= 8, fp32 elsewhere, and ``--device auto`` a GPU
 when present; so a pipeline stage whose output must not depend on the machine passes
@@ -59,19 +76,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from PIL import Image
 
-from regionharmony.errors import CheckpointError, HarmonizeError
+from regionharmony.errors import HarmonizeError
+from regionharmony.inference.engine_choice import ENGINES, as_engine
 from regionharmony.inference.pairing import (
     Pair,
     pairs_by_mask_dir,
     pairs_by_suffix,
     pairs_from_list,
+    prepare_out_dir,
+    resolved_or_self,
 )
 from regionharmony.inference.strategies import (
     DEFAULT_STRATEGY,
@@ -85,6 +105,7 @@ from regionharmony.inference.user_images import (
     check_not_a_symlink_loop,
     check_output_folder,
     check_pair,
+    is_greyscale,
     label_of,
     load_composite,
     load_mask,
@@ -97,35 +118,7 @@ from regionharmony.inference.user_images import (
 
 if TYPE_CHECKING:
     from regionharmony.inference.engine import Engine
-
-
-def as_engine(model: Any, device: str = "auto", precision: str = "auto") -> Engine:
-    """An `Engine` from a model directory / model.pt path, a Harmonizer network (working size
-    256, the paper's) or an Engine (returned as is)."""
-    from torch import nn
-
-    from regionharmony.inference.engine import Engine, load_engine
-
-    if isinstance(model, Engine):
-        return model
-    if isinstance(model, nn.Module):
-        size = getattr(model, "train_size", 256)
-        return Engine(model, size, device=device, precision=precision)
-    if isinstance(model, str | os.PathLike):
-        path = Path(model)
-        try:
-            return load_engine(path, device=device, precision=precision)
-        # load_checkpoint's one line names the file and why: unreadable, or weights that do
-        # not fit config.json (the keys and shapes that differ)
-        except (FileNotFoundError, CheckpointError) as err:
-            raise HarmonizeError(str(err)) from None
-        # anything else of a user's file: a config.json without train.image_size, ...
-        except Exception as err:
-            reason = " ".join(line.strip() for line in str(err).splitlines()[:2])[:300]
-            raise HarmonizeError(f"{path}: not a usable model ({reason})") from None
-    raise HarmonizeError(
-        f"model must be a model directory, an nn.Module or an Engine, got {type(model).__name__}"
-    )
+    from regionharmony.inference.onnx_runtime import OnnxEngine
 
 
 def harmonize(
@@ -138,6 +131,7 @@ def harmonize(
     device: str = "auto",
     precision: str = "auto",
     invert_mask: bool = False,
+    engine: str = "torch",
 ) -> Image.Image:
     """Harmonise `composite` through `mask` with `model`; returns the RGB image, full size.
 
@@ -158,20 +152,49 @@ def harmonize(
     correction reaches full resolution ("color", "residual", "full"). device: auto|cpu|cuda;
     precision: auto|fp32|bf16 (auto: bf16 where the hardware has native bf16: an AMX-BF16 or
     AVX512-BF16 CPU, a GPU of compute capability >= 8; fp32 elsewhere, so the output bytes
-    depend on the machine; pass fp32 for bytes that do not).
+    depend on the machine; pass fp32 for bytes that do not). engine: "torch" or
+    "onnxruntime" (`model` is then an .onnx file from `regionharmony export`).
+    A greyscale composite gives a greyscale result (three equal channels).
     Raises HarmonizeError for bad input (a missing, unreadable or symlink-loop path, ...).
     """
+    image, fg = load_inputs(composite, mask, invert_mask)
+    try:
+        network = as_engine(model, device, precision, engine)
+    except ValueError as err:
+        raise HarmonizeError(str(err)) from None
+    result = harmonize_loaded(image, fg, network, max_side=max_side, strategy=strategy)
+    return Image.fromarray(result)
+
+
+def load_inputs(
+    composite: ImageSource, mask: ImageSource, invert_mask: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """The uint8 RGB composite and the bool foreground, checked to fit each other."""
     image = load_composite(composite)
     fg = load_mask(mask)
     if invert_mask:
         fg = ~fg
     check_pair(image, fg, label_of(mask, "mask"), inverted=invert_mask)
-    try:
-        engine = as_engine(model, device, precision)
-    except ValueError as err:
-        raise HarmonizeError(str(err)) from None
+    return image, fg
+
+
+def harmonize_loaded(
+    image: np.ndarray,
+    fg: np.ndarray,
+    engine: Engine | OnnxEngine,
+    *,
+    max_side: int | None = None,
+    strategy: str = DEFAULT_STRATEGY,
+) -> np.ndarray:
+    """`harmonize` on inputs `load_inputs` read, as a uint8 RGB array (the command writes it
+    without a round trip through PIL): greyscale in, greyscale out."""
     result = harmonize_arrays(image, fg, engine, max_side=max_side, strategy=strategy)
-    return Image.fromarray(result)
+    if not is_greyscale(image):
+        return result
+    # the network gives colour even to a grey image; its luma is the grey result (a grey
+    # pixel's luma is its grey level: the background is kept bit for bit)
+    luma = np.asarray(Image.fromarray(result).convert("L"))
+    return np.repeat(luma[..., None], 3, axis=2)
 
 
 # -- folder mode ------------------------------------------------------------------------------
@@ -184,30 +207,13 @@ def run_pair(pair: Pair, engine: Engine, options: dict[str, Any]) -> None:
     save_image(image, pair.out, (pair.composite, pair.mask))
 
 
-def _resolved_or_self(path: Path) -> Path:
-    """`path.resolve()`, or `path` itself when it cannot be resolved (a symlink loop: reading
-    it reports the problem, for that pair alone)."""
-    try:
-        return path.resolve()
-    except (OSError, RuntimeError):
-        return path
-
-
-def prepare_out_dir(out_dir: Path, pairs: list[Pair]) -> None:
-    """Before any image is harmonised: `out_dir` created and writable (else HarmonizeError),
-    and the temporaries that a killed run left in the result folders removed."""
-    check_output_folder(out_dir, "--out-dir")
-    for folder in sorted({pair.out.parent for pair in pairs}):
-        remove_stale_temporaries(folder)
-
-
 def run_folder(pairs: list[Pair], engine: Engine, options: dict[str, Any], progress: bool) -> int:
     """Harmonise every pair; a bad pair is reported on stderr and skipped. Returns the number
     of failed pairs."""
     from tqdm import tqdm
 
-    inputs = {_resolved_or_self(p.composite) for p in pairs}
-    inputs |= {_resolved_or_self(p.mask) for p in pairs if p.mask}
+    inputs = {resolved_or_self(p.composite) for p in pairs}
+    inputs |= {resolved_or_self(p.mask) for p in pairs if p.mask}
     failed = 0
     for pair in tqdm(pairs, desc="harmonize", unit="image", disable=not progress):
         try:
@@ -254,7 +260,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         required=True,
         metavar="MODEL_DIR",
-        help="model directory (model.pt + config.json) or its model.pt",
+        help="model directory (model.pt + config.json) or its model.pt; with --engine "
+        "onnxruntime an exported .onnx file",
     )
     parser.add_argument("composite", nargs="?", type=Path, help="the composite image")
     parser.add_argument(
@@ -327,8 +334,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--strategy",
         choices=STRATEGIES,
         default=DEFAULT_STRATEGY,
-        help="how the low-resolution correction reaches full resolution "
-        f"(default {DEFAULT_STRATEGY}; see the module docs)",
+        help="how the correction reaches a composite larger than the working size. color "
+        "(default): the network at the working size, its colour change fitted as one affine "
+        "colour map and applied at full resolution (detail untouched; the best score and ~1 s "
+        "for 16 megapixels). residual: the low-resolution correction upsampled and added (for "
+        "a correction that varies across the object). full: the network on every full-size "
+        "pixel, only for a model trained near that size and small images: ~600 bytes a pixel "
+        "with the mini model, ~1.6 KB with the paper's (a 4992x3328 composite took 52 s and "
+        "scored worse than the composite itself); refused when it would not fit in memory",
+    )
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="torch",
+        help="torch (default): the model directory; onnxruntime: an ONNX file from "
+        "`regionharmony export` (--checkpoint model.onnx), fp32, without torch "
+        "(pip install -e '.[onnx]')",
     )
     parser.add_argument(
         "--device",
@@ -393,11 +414,31 @@ def note_demonstration_model(checkpoint: Path) -> None:
         )
 
 
+def load_beside_engine(args: argparse.Namespace) -> tuple[Any, np.ndarray, np.ndarray]:
+    """The engine, loaded in a second thread (torch's import alone takes ~1 s, mostly holding
+    the GIL) while this one decodes the composite and the mask (Pillow's decoders release it).
+    A model error is raised before an image error, as when the model was loaded first."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    problem: HarmonizeError | None = None
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(as_engine, args.checkpoint, args.device, args.precision, args.engine)
+        try:
+            image, fg = load_inputs(args.composite, args.mask, args.invert_mask)
+        except HarmonizeError as err:
+            problem = err
+        engine = pending.result()
+    if problem is not None:
+        raise problem
+    return engine, image, fg
+
+
 def run(args: argparse.Namespace) -> int:
     options = {
         "max_side": args.max_side,
         "strategy": args.strategy,
         "invert_mask": args.invert_mask,
+        "engine": args.engine,
     }
     try:
         mode = check_mode(args)
@@ -413,17 +454,18 @@ def run(args: argparse.Namespace) -> int:
                     raise HarmonizeError(f"{args.out}: refusing to overwrite an input file")
             check_output_folder(args.out.parent, "the folder of --out", create=False)
             remove_stale_temporaries(args.out.parent, args.out.name)
-            engine = as_engine(args.checkpoint, args.device, args.precision)
+            engine, image, fg = load_beside_engine(args)
             note_demonstration_model(args.checkpoint)
-            run_pair(
-                Pair(str(args.composite), args.composite, args.mask, args.out), engine, options
+            result = harmonize_loaded(
+                image, fg, engine, max_side=args.max_side, strategy=args.strategy
             )
+            save_image(result, args.out, (args.composite, args.mask))
             print(f"wrote {args.out}")
             return 0
         pairs = collect_pairs(args)
         if not pairs:
             raise HarmonizeError(f"{args.input_dir}: no composites found")
-        engine = as_engine(args.checkpoint, args.device, args.precision)
+        engine = as_engine(args.checkpoint, args.device, args.precision, args.engine)
         note_demonstration_model(args.checkpoint)
         prepare_out_dir(args.out_dir, pairs)
     except (HarmonizeError, ValueError) as err:

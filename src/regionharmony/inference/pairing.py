@@ -7,7 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from regionharmony.errors import HarmonizeError
-from regionharmony.inference.user_images import IMAGE_SUFFIXES
+from regionharmony.inference.user_images import (
+    IMAGE_SUFFIXES,
+    check_output_folder,
+    remove_stale_temporaries,
+)
 
 
 @dataclass(frozen=True)
@@ -99,3 +103,20 @@ def pairs_from_list(input_dir: Path, list_file: Path, out_dir: Path, ext: str) -
         )
         for s in samples
     ]
+
+
+def resolved_or_self(path: Path) -> Path:
+    """`path.resolve()`, or `path` itself when it cannot be resolved (a symlink loop: reading
+    it reports the problem, for that pair alone)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return path
+
+
+def prepare_out_dir(out_dir: Path, pairs: list[Pair]) -> None:
+    """Before any image is harmonised: `out_dir` created and writable (else HarmonizeError),
+    and the temporaries that a killed run left in the result folders removed."""
+    check_output_folder(out_dir, "--out-dir")
+    for folder in sorted({pair.out.parent for pair in pairs}):
+        remove_stale_temporaries(folder)

@@ -9,9 +9,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from regionharmony.errors import HarmonizeError
+from regionharmony.inference.memory import check_full_fits
 
 if TYPE_CHECKING:
     from regionharmony.inference.engine import Engine
+    from regionharmony.inference.onnx_runtime import OnnxEngine
 
 STRATEGIES: tuple[str, ...] = ("color", "residual", "full")
 DEFAULT_STRATEGY = "color"
@@ -42,15 +44,24 @@ def _resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
     return resize_mask(mask, (width, height))
 
 
-def run_network(engine: Engine, composite: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """The blended network output H * M + I' * (1 - M), float (H, W, 3) in [0, 1]."""
-    from regionharmony.data.dataset import to_tensor
-    from regionharmony.model.harmonizer import blend
+def run_network(engine: Engine | OnnxEngine, composite: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The blended network output H * M + I' * (1 - M), float (H, W, 3) in [0, 1].
 
-    comp_t, mask_t = to_tensor(composite)[None], to_tensor(mask.astype(bool))[None]
-    raw = engine(comp_t, mask_t).cpu()
-    blended = blend(raw, comp_t, mask_t)
-    return blended[0].permute(1, 2, 0).numpy()
+    In numpy, so that the onnxruntime engine needs no torch; the same float32 operations as
+    `data.dataset.to_tensor` and `model.harmonizer.blend`, so the same bits."""
+    comp = np.ascontiguousarray(composite.transpose(2, 0, 1)[None], dtype=np.float32)
+    comp /= 255
+    weight = mask.astype(np.float32)[None, None]
+    raw = engine.run_arrays(comp, weight)
+    blended = np.clip(raw * weight + comp * (1 - weight), 0, 1)
+    return blended[0].transpose(1, 2, 0)
+
+
+def mask_box(mask: np.ndarray) -> tuple[slice, slice]:
+    """The rows and columns that hold the foreground: indexing the bounding box instead of the
+    whole image reads a fraction of a large composite, in the same (row-major) order."""
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
 
 
 def fit_color_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -70,7 +81,11 @@ def carry_color(composite, mask, comp_low, mask_low, out_low) -> np.ndarray:
     source = comp_low[mask_low].astype(np.float64) / 255.0
     transform = fit_color_transform(source, out_low[mask_low].astype(np.float64))
     gain = (transform[:3] / 255.0).astype(np.float32)
-    return composite[mask].astype(np.float32) @ gain + transform[3].astype(np.float32)
+    box = mask_box(mask)
+    pixels = composite[box][mask[box]].astype(np.float32)
+    pixels = pixels @ gain
+    pixels += transform[3].astype(np.float32)
+    return pixels
 
 
 def carry_residual(composite, mask, comp_low, mask_low, out_low) -> np.ndarray:
@@ -119,6 +134,10 @@ def harmonize_arrays(
         raise HarmonizeError(f"max_side must be a positive number of pixels, got {max_side}")
     height, width = mask.shape
     low_h, low_w = working_size(height, width, side)
+    if strategy == "full" and (low_h, low_w) != (height, width):
+        multiple = 16  # the network pads each side up to a multiple of 2 ** (depth - 1) <= 16
+        padded = (-(-height // multiple) * multiple, -(-width // multiple) * multiple)
+        check_full_fits(*padded, engine.base_width, engine.device)
     if strategy == "full" or (low_h, low_w) == (height, width):
         foreground = run_network(engine, composite, mask)[mask]
     else:
@@ -126,7 +145,20 @@ def harmonize_arrays(
         mask_low = _resize_mask(mask, low_h, low_w)
         out_low = run_network(engine, comp_low, mask_low)
         foreground = CARRIERS[strategy](composite, mask, comp_low, mask_low, out_low)
-    # the blend through the full-resolution mask: the background is the composite, bit for bit
+    return paste(foreground, composite, mask)
+
+
+def paste(foreground: np.ndarray, composite: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The blend through the full-resolution mask: `foreground` (float, 0-1 scale, in the
+    row-major order of the mask's pixels) quantised into a copy of the composite, whose
+    background is kept bit for bit. In place on `foreground` (the same float32 operations as
+    ``np.round(np.clip(f, 0, 1) * 255)``, without three temporaries of its size)."""
+    foreground = np.asarray(foreground)
+    np.clip(foreground, 0, 1, out=foreground)
+    foreground *= 255
+    np.round(foreground, out=foreground)
     result = composite.copy()
-    result[mask] = np.round(np.clip(foreground, 0, 1) * 255).astype(np.uint8)
+    box = mask_box(mask)
+    inside = result[box]  # a view: assigning through it writes `result`
+    inside[mask[box]] = foreground.astype(np.uint8)
     return result
