@@ -132,3 +132,17 @@ def interrupted_run(monkeypatch):
             monkeypatch.setattr(Trainer, "train_step", original)
 
     return run
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A trained (two steps) tiny model directory."""
+    from cli_helpers import TINY
+
+    from regionharmony.config import build_config
+    from regionharmony.train import Trainer
+
+    out = tmp_path_factory.mktemp("models") / "tiny"
+    cfg = build_config("mini", {**TINY, "train": {**TINY["train"], "max_steps": 2}})
+    Trainer(cfg, tiny_root, out, show_progress=False).run()
+    return out
