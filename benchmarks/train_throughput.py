@@ -11,7 +11,7 @@ One run prints one table. Rows, in order (each adds one thing to the row above):
     + fused AdamW   (CUDA only)
     + compile       torch.compile of generator + L_all as one module (the CUDA default)
     then the last row again at --large-batch (the largest batch tried; a larger batch is an
-    explicit option, never the paper profile's default: see README "Training on GPUs").
+    explicit option, never the paper profile's default: see docs/paper-run.md "Training on GPUs").
 
 Columns: images/s, achieved TFLOP/s (FLOPs of one eager step measured once with
 torch.utils.flop_counter), the share of the step spent in L_HCL (its forward + backward timed

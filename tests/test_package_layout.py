@@ -82,6 +82,7 @@ def test_top_level_holds_only_shared_modules() -> None:
         "options",
         "runtime",
         "summary",
+        "switch",
     ]
     assert top == sorted(shared)
 

@@ -1,9 +1,9 @@
-"""The `paper_smoke` profile end to end: `dvc repro` of the whole pipeline with the paper's
-network, loss and recipe on a small iHarmony4-layout root (made by make-mini), every stage and
-variant a few steps each, as a GPU user runs it first. On this CPU it runs with
-`train.device: cpu` (the profile requires CUDA otherwise) and at small image sizes; the code
-paths are the paper profile's: the full-size network, loader workers, step and wall-clock
-checkpoints, per-epoch validation of the Fig. 8/9 variants, highres evaluation, user study."""
+"""The smoke run end to end: `dvc repro` of the whole pipeline with the paper's network, loss
+and recipe on a small iHarmony4-layout root (made by make-mini), every stage and variant a few
+steps each, as a user runs it first: here `regionharmony switch paper_smoke_cpu`, the CPU form
+of `paper_smoke` (32 px crops, two steps, `train.device: cpu`). The code paths are the paper
+profile's: the full-size network, step checkpoints, per-epoch validation of the Fig. 8/9
+variants, highres evaluation, the user study."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 COPIED = (
@@ -25,20 +24,16 @@ COPIED = (
     "notebooks",
     "paper_results",
     "user_study",
+    "switches",
     "src",
 )
 
 
 def smoke_params(repo: Path) -> None:
-    """The CPU smoke switch of docs/paper-run.md ('A smoke run on a CPU'): profile
-    paper_smoke_cpu, the smoke root, evaluation at 32-128 px, one seed."""
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params.update(profile="paper_smoke_cpu", seeds=1, studies={})
-    params["data"]["root"] = "data/smoke"
-    params["evaluate"].update(size=32, highres=[64, 128])
-    for key in ("real_composites", "realhm_composites"):
-        params[key].update(composites_dir="data/smoke", pairing_list="data/smoke/IHD_test.txt")
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    """The CPU smoke switch of docs/paper-run.md ('A smoke run on a CPU')."""
+    from regionharmony.cli import main
+
+    assert main(["switch", "paper_smoke_cpu", "--params", str(repo / "params.yaml")]) == 0
 
 
 def test_the_cpu_smoke_profile_is_paper_smoke_at_cpu_sizes():

@@ -239,18 +239,10 @@ def test_the_lock_holds_exactly_the_stages_of_dvc_yaml(graph):
 
 
 def paper_switched(text: str) -> str:
-    """params.yaml with its switch block replaced by the paper block of its comment, line for
-    line, as README tells a user to do."""
-    lines = text.splitlines(keepends=True)
-    start = next(i for i, line in enumerate(lines) if "replace this block with" in line)
-    switch = []
-    for line in lines[start + 1 :]:
-        if not line.startswith("#   "):
-            break
-        switch.append(line[4:])
-    first = next(i for i in range(start, len(lines)) if not lines[i].startswith("#"))
-    end = next(i for i in range(first, len(lines)) if lines[i].startswith("# ----"))
-    return "".join(lines[:first] + switch + lines[end:])
+    """params.yaml after `regionharmony switch paper`."""
+    from regionharmony.switch import switched
+
+    return switched(text, ROOT / "params.yaml", "paper")
 
 
 def test_the_paper_switch_leaves_a_pipeline_dvc_can_read(tmp_path):

@@ -407,7 +407,7 @@ def study_inputs(args: argparse.Namespace) -> tuple[Path, list[tuple[str, Path]]
     if missing:
         raise StudyError(
             f"{args.params}: user_study folder(s) missing: {', '.join(missing)} (the paper "
-            "block's DIH99 and its methods' saved outputs: README, 'Table V')"
+            "block's DIH99 and its methods' saved outputs: docs/user-study.md)"
         )
     return Path(groups), inputs
 
