@@ -75,6 +75,7 @@ def test_top_level_holds_only_shared_modules() -> None:
     shared = [
         "__init__",
         "cli",
+        "code_digest",
         "config",
         "cpu_threads",
         "errors",

@@ -176,36 +176,43 @@ def test_dvc_exp_run_leaves_data_dvc_and_the_params_layout_alone(tmp_path):
     assert len(changed_lines(before, (tmp_path / "params.yaml").read_text())) == 2
 
 
-def code_deps(graph: nx.DiGraph, prefix: str) -> dict[str, set[str]]:
-    """The src/regionharmony dependencies of every stage whose name starts with `prefix`."""
-    found = {}
+@pytest.mark.parametrize(
+    ("prefix", "digest"),
+    [
+        ("train@", "training"),
+        ("train_", "training"),
+        ("evaluate@", "evaluation"),
+        ("evaluate_", "evaluation"),
+    ],
+)
+def test_trainings_and_evaluations_depend_on_the_code_they_run(graph, prefix, digest):
+    """The train@ stages depend on io.TRAINING_CODE (which the resume fingerprint digests too),
+    the evaluations on io.EVALUATION_CODE, through the digest files of the code_digest stage; a
+    report helper, the user study or harmonize is in neither, so editing them re-runs only the
+    stages that use them."""
     for stage in graph.nodes:
         if getattr(stage, "addressing", "").startswith(prefix):
             paths = {Path(dep.def_path).as_posix() for dep in stage.deps}
-            found[stage.addressing] = {p for p in paths if p.startswith("src/regionharmony")}
-    assert found, prefix
-    return found
-
-
-@pytest.mark.parametrize(
-    ("prefix", "parts"),
-    [
-        ("train@", TRAINING_CODE),
-        ("train_", TRAINING_CODE),
-        ("evaluate@", EVALUATION_CODE),
-        ("evaluate_", EVALUATION_CODE),
-    ],
-)
-def test_trainings_and_evaluations_depend_on_the_code_they_run(graph, prefix, parts):
-    """The train@ stages depend on io.TRAINING_CODE (which the resume fingerprint digests too),
-    the evaluations on io.EVALUATION_CODE; a report helper, the user study or harmonize is in
-    neither, so editing them re-runs only the stages that use them."""
-    expected = {f"src/regionharmony/{p}" for p in parts}
-    for stage, deps in code_deps(graph, prefix).items():
-        assert deps == expected, stage
+            assert f"code/{digest}.digest" in paths, stage.addressing
+            assert not any(p.startswith("src/") for p in paths), stage.addressing
     tooling = ("report", "study", "inference", "evaluation/features.py", "summary.py")
     for part in TRAINING_CODE:
         assert not part.startswith(tooling)
+
+
+def test_the_code_digest_stage_writes_the_digests_of_the_code_lists(graph, tmp_path):
+    """code_digest depends on the whole package and writes what the trainings depend on: the
+    source digest of io.TRAINING_CODE and of io.EVALUATION_CODE, as committed in code/."""
+    from regionharmony.cli import main
+    from regionharmony.io import source_digest
+
+    stage = next(s for s in graph.nodes if getattr(s, "addressing", "") == "code_digest")
+    assert {Path(dep.def_path).as_posix() for dep in stage.deps} == {"src/regionharmony"}
+    assert main(["code-digest", "--out", str(tmp_path)]) == 0
+    for name, parts in (("training", TRAINING_CODE), ("evaluation", EVALUATION_CODE)):
+        written = (tmp_path / f"{name}.digest").read_text()
+        assert written.splitlines()[0] == source_digest(parts)
+        assert written == (ROOT / "code" / f"{name}.digest").read_text(), name
 
 
 def test_the_resume_fingerprint_ignores_tooling_edits(monkeypatch, tmp_path):
