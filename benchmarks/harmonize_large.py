@@ -1,13 +1,29 @@
-"""Wall time and peak memory of `regionharmony harmonize` on one large composite.
+"""Wall time and peak memory of `regionharmony harmonize` on one large composite, beside the code
+before the speed work and beside the floor (decoding and encoding the image alone).
 
-    OMP_NUM_THREADS=2 python benchmarks/harmonize_large.py --checkpoint models/full \
-        [--random-profile paper] [--width 4000 --height 3000] [--strategy color] [--device cpu]
+    OMP_NUM_THREADS=2 python benchmarks/harmonize_large.py --random-profile paper \
+        --width 4992 --height 3328 [--engine torch onnxruntime] [--repeat 3] [--baseline REV]
 
 Builds a WIDTH x HEIGHT composite (an embedded-dataset test photograph, upscaled bicubic, and
 its mask, nearest) in a temporary folder unless --composite/--mask are given, then runs the
-command in a child process (the way a user runs it, model loading, decoding, encoding and
-writing included) and reads the child's wall time and peak resident set (``os.wait4``); on a
-GPU, the peak GPU memory comes from the child's own report (REGIONHARMONY_REPORT_CUDA_PEAK).
+command in a child process (the way a user runs it: interpreter start-up, imports, model
+loading, decoding, encoding and writing included) and reads the child's wall time, its peak
+resident set (VmHWM of /proc/self/status, reported by the child: wait4's ru_maxrss would count
+this process's memory at the fork) and, on a GPU, its peak GPU memory.
+
+Rows, each the fastest of --repeat runs, the rows interleaved so that a busy machine slows all
+alike:
+
+* ``baseline``: the package as it was at git revision --baseline (default `BASELINE_REV`, the
+  commit before the speed work), extracted with ``git archive`` and run with the same
+  interpreter; ``--baseline none`` skips it;
+* ``torch`` / ``onnxruntime``: today's command with ``--engine`` (onnxruntime runs an ONNX file
+  exported from the checkpoint first, outside the timing);
+* ``floor``: a child that only decodes the composite and writes it as the command writes its
+  result (`user_images.load_composite` + `save_image`).
+
+Each row prints its ratio to the floor, and whether its pixels equal the baseline's (torch,
+same precision) or how far they are from torch's (onnxruntime, fp32).
 
 --random-profile PROFILE saves a random-weight model of that profile (config.json train
 image size as the profile's) as the checkpoint instead of a trained one: speed does not depend
@@ -21,19 +37,30 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import types
+from io import BytesIO
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src"
+BASELINE_REV = "1fb10bd"  # main just before the harmonize speed work (issue C)
+PEAK = """
+def peak_rss_mib():  # this process's own high-water mark (wait4's includes the parent's)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+"""
 
 CHILD = """
 import sys, time, types
 started = time.perf_counter()
+{peak}
 sys.path.insert(0, {src!r})
 for name in ("yaml", "tqdm"):  # a bare torch environment: single-pair mode needs neither
     try:
@@ -44,11 +71,24 @@ for name in ("yaml", "tqdm"):  # a bare torch environment: single-pair mode need
         sys.modules[name] = stub
 from regionharmony.inference.harmonize import main
 code = main(sys.argv[1:])
-import torch
-if torch.cuda.is_available():
+torch = sys.modules.get("torch")
+if torch is not None and torch.cuda.is_available():
     print("cuda_peak_mib", torch.cuda.max_memory_allocated() / 2**20, file=sys.stderr)
 print("inner_s", time.perf_counter() - started, file=sys.stderr)
+print("peak_rss_mib", peak_rss_mib(), file=sys.stderr)
 raise SystemExit(code)
+"""
+
+FLOOR = """
+import sys, time
+started = time.perf_counter()
+{peak}
+sys.path.insert(0, {src!r})
+from pathlib import Path
+from regionharmony.inference.user_images import load_composite, save_image
+save_image(load_composite(sys.argv[1]), Path(sys.argv[2]))
+print("inner_s", time.perf_counter() - started, file=sys.stderr)
+print("peak_rss_mib", peak_rss_mib(), file=sys.stderr)
 """
 
 
@@ -66,7 +106,9 @@ def random_model(profile: str, folder: Path) -> Path:
     torch.manual_seed(0)
     cfg = build_config(profile)
     folder.mkdir(parents=True, exist_ok=True)
-    torch.save(build_model(cfg).state_dict(), folder / "model.pt")
+    model = build_model(cfg)
+    torch.nn.init.normal_(model.to_rgb.weight, std=0.01)  # not the identity map
+    torch.save(model.state_dict(), folder / "model.pt")
     (folder / "config.json").write_text(json.dumps(cfg.to_dict()))
     return folder
 
@@ -92,33 +134,77 @@ def large_pair(folder: Path, width: int, height: int) -> tuple[Path, Path]:
     return comp_path, mask_path
 
 
-def run_child(args: list[str]) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(SRC)}
+def baseline_source(rev: str, folder: Path) -> Path | None:
+    """src/ of git revision `rev`, extracted under `folder`; None (said) when git cannot."""
+    try:
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", "--format=tar", rev, "src"],
+            capture_output=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError) as err:
+        print(f"note: no baseline: git archive {rev} failed ({err})", file=sys.stderr)
+        return None
+    with tarfile.open(fileobj=BytesIO(archive)) as tar:
+        tar.extractall(folder, filter="data")
+    return folder / "src"
+
+
+def timed(script: str, args: list[str], src: Path) -> dict:
+    """Run `script` in a child with `src` first on its path: its wall time (start-up
+    included), peak resident set (its own report) and exit status."""
     started = time.perf_counter()
+    env = {**os.environ, "PYTHONPATH": str(src)}
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD.format(src=str(SRC)), *args],
+        [sys.executable, "-c", script, *args],
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-        text=True,
     )
-    _, status, usage = os.wait4(child.pid, 0)
+    err = child.stderr.read().decode()  # the child's few lines; EOF when it exits
+    _, status, _ = os.wait4(child.pid, 0)
     wall = time.perf_counter() - started
-    out, err = child.stdout.read(), child.stderr.read()
     child.returncode = os.waitstatus_to_exitcode(status)
-    report = {
-        "exit": child.returncode,
-        "wall_s": round(wall, 2),
-        "peak_rss_mib": round(usage.ru_maxrss / 1024),
-    }
+    report = {"exit": child.returncode, "wall_s": round(wall, 3)}
     for line in err.splitlines():
         key, _, value = line.partition(" ")
-        if key in ("cuda_peak_mib", "inner_s"):
+        if key in ("cuda_peak_mib", "inner_s", "peak_rss_mib"):
             report[key] = round(float(value), 2)
     if child.returncode:
         report["stderr"] = err.strip().splitlines()[-3:]
-    report["stdout"] = out.strip()
     return report
+
+
+def export_onnx(checkpoint: Path, folder: Path) -> Path:
+    sys.path.insert(0, str(SRC))
+    from regionharmony.inference.onnx_export import export_onnx as export
+
+    out = folder / "model.onnx"
+    export(checkpoint, out)
+    return out
+
+
+def command_args(args, checkpoint: Path, out: Path, engine: str) -> list[str]:
+    argv = ["--checkpoint", str(checkpoint), str(args.composite), str(args.mask)]
+    argv += ["--out", str(out), "--strategy", args.strategy, "--device", args.device]
+    if engine != "baseline":
+        argv += ["--engine", engine]
+    # onnxruntime computes in fp32; the others take --precision
+    argv += ["--precision", "fp32" if engine == "onnxruntime" else args.precision]
+    return argv
+
+
+def compare(rows: dict[str, Path]) -> dict[str, str]:
+    """Each row's pixels against the baseline's (torch) or torch's (onnxruntime)."""
+    pixels = {name: np.asarray(Image.open(path)) for name, path in rows.items() if path.exists()}
+    notes = {}
+    if "torch" in pixels and "baseline" in pixels:
+        same = np.array_equal(pixels["torch"], pixels["baseline"])
+        notes["torch"] = "same pixels as baseline" if same else "PIXELS DIFFER from baseline"
+    if "onnxruntime" in pixels and "torch" in pixels:
+        diff = np.abs(pixels["onnxruntime"].astype(int) - pixels["torch"]).max()
+        notes["onnxruntime"] = f"max {diff} levels from torch"
+    return notes
 
 
 def main() -> None:
@@ -129,10 +215,13 @@ def main() -> None:
     parser.add_argument("--mask", type=Path)
     parser.add_argument("--width", type=int, default=4000)
     parser.add_argument("--height", type=int, default=3000)
-    parser.add_argument("--strategy", nargs="+", default=["color"])
+    parser.add_argument("--strategy", default="color")
+    parser.add_argument("--engine", nargs="+", default=["torch"], choices=("torch", "onnxruntime"))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--ext", default=".png", help="output format (default .png)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per row; the fastest counts")
+    parser.add_argument("--baseline", default=BASELINE_REV, help="git revision, or none")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -144,37 +233,43 @@ def main() -> None:
             parser.error("give --checkpoint or --random-profile")
         if args.composite is None:
             args.composite, args.mask = large_pair(tmp, args.width, args.height)
-        for strategy in args.strategy:
-            out = tmp / f"out_{strategy}{args.ext}"
-            report = run_child(
-                [
-                    "--checkpoint",
-                    str(checkpoint),
-                    str(args.composite),
-                    str(args.mask),
-                    "--out",
-                    str(out),
-                    "--strategy",
-                    strategy,
-                    "--device",
-                    args.device,
-                    "--precision",
-                    args.precision,
-                ]
-            )
-            size = Image.open(args.composite).size
-            print(
-                json.dumps(
-                    {
-                        "checkpoint": str(args.random_profile or checkpoint),
-                        "image": f"{size[0]}x{size[1]}",
-                        "strategy": strategy,
-                        "device": args.device,
-                        **report,
-                    }
-                ),
-                flush=True,
-            )
+        scripts: dict[str, tuple[str, list[str], Path]] = {}
+        base = None if args.baseline == "none" else baseline_source(args.baseline, tmp / "base")
+        if base is not None:
+            out = tmp / f"out_baseline{args.ext}"
+            argv = command_args(args, checkpoint, out, "baseline")
+            scripts["baseline"] = (CHILD.format(src=str(base), peak=PEAK), argv, base)
+        for engine in args.engine:
+            model = export_onnx(checkpoint, tmp) if engine == "onnxruntime" else checkpoint
+            out = tmp / f"out_{engine}{args.ext}"
+            argv = command_args(args, model, out, engine)
+            scripts[engine] = (CHILD.format(src=str(SRC), peak=PEAK), argv, SRC)
+        floor_out = tmp / f"out_floor{args.ext}"
+        argv = [str(args.composite), str(floor_out)]
+        scripts["floor"] = (FLOOR.format(src=str(SRC), peak=PEAK), argv, SRC)
+
+        best: dict[str, dict] = {}
+        for _ in range(max(1, args.repeat)):
+            for name, (script, argv, src) in scripts.items():
+                report = timed(script, argv, src)
+                if name not in best or report["wall_s"] < best[name]["wall_s"]:
+                    best[name] = report
+        notes = compare({name: tmp / f"out_{name}{args.ext}" for name in scripts})
+        size = Image.open(args.composite).size
+        floor = best["floor"]["wall_s"]
+        for name, report in best.items():
+            row = {
+                "row": name,
+                "checkpoint": str(args.random_profile or checkpoint),
+                "image": f"{size[0]}x{size[1]}",
+                "strategy": args.strategy,
+                "device": args.device,
+                **report,
+                "x_floor": round(report["wall_s"] / floor, 2),
+            }
+            if name in notes:
+                row["pixels"] = notes[name]
+            print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ image: MSE, PSNR, fMSE, SSIM, fSSIM; `regionharmony.evaluation.metrics.image_met
 identity composite:
 
     identity        the composite itself
-    full            the network at the image's own size (padded to a multiple of 16)
+    full            the network at the image's own size (padded to a multiple of 16; refused
+                    when it would not fit in memory, regionharmony.inference.memory)
     resize          the network at max_side, its blended output upsampled bicubic (the naive way)
     residual        the network at max_side, correction carried by `carry_residual`
     color           the network at max_side, correction carried by `carry_color`
@@ -35,17 +36,12 @@ from regionharmony.inference.engine import load_engine
 from regionharmony.inference.strategies import (
     carry_color,
     harmonize_arrays,
+    paste,
     run_network,
     working_size,
 )
 
 ROWS = ("identity", "full", "resize", "residual", "color", "color-square")
-
-
-def paste(foreground: np.ndarray, composite: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    out = composite.copy()
-    out[mask] = np.round(np.clip(foreground, 0, 1) * 255).astype(np.uint8)
-    return out
 
 
 def low_resolution(composite, mask, height, width):

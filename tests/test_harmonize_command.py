@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -248,3 +250,20 @@ def test_recursive_accepts_a_bare_flag_or_a_boolean():
     assert parser.parse_args([*base, "--recursive"]).recursive is True
     assert parser.parse_args([*base, "--recursive", "false"]).recursive is False
     assert parser.parse_args([*base, "--recursive", "True"]).recursive is True
+
+
+def test_the_command_loads_none_of_the_pipelines_heavy_modules(tmp_path, model_dir):
+    """dvc, pandas, scikit-learn, matplotlib and SciPy cost seconds to import and harmonize
+    needs none of them (measured with python -X importtime)."""
+    comp_path, mask_path = write_pair(tmp_path, "a")
+    heavy = ("dvc", "pandas", "sklearn", "matplotlib", "scipy")
+    code = (
+        "import sys; from regionharmony.cli import main; code = main(sys.argv[1:]); "
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & {set(heavy)!r})); "
+        "raise SystemExit(code)"
+    )
+    argv = ["harmonize", "--checkpoint", str(model_dir), str(comp_path), str(mask_path)]
+    argv += ["--out", str(tmp_path / "o.png"), "--device", "cpu"]
+    result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "[]"

@@ -20,6 +20,7 @@ from regionharmony.errors import Interrupted, UserError
 # subcommand -> module, in pipeline order
 COMMANDS: dict[str, str] = {
     "switch": "regionharmony.switch",
+    "code-digest": "regionharmony.code_digest",
     "summary": "regionharmony.summary",
     "make-mini": "regionharmony.data.mini",
     "check-data": "regionharmony.data.check",

@@ -1,10 +1,16 @@
 """Which engine runs the network: torch's `Engine` for a model directory, onnxruntime's
-`OnnxEngine` for an exported ONNX file (`as_engine`). torch is imported only for the first."""
+`OnnxEngine` for an exported ONNX file (`as_engine`; torch is imported only for the first);
+loading it quickly (`collector_paused`); saying when it is a demonstration model."""
 
 from __future__ import annotations
 
+import atexit
+import gc
+import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -78,3 +84,52 @@ def torch_engine(model: Any, device: str, precision: str) -> Engine:
     raise HarmonizeError(
         f"model must be a model directory, an nn.Module or an Engine, got {type(model).__name__}"
     )
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off inside (torch's import makes some 10^5 objects,
+    and the collections they trigger cost ~0.2 s of a 1 s import), and everything frozen at
+    exit (the interpreter's last collection over torch's objects costs ~0.2 s more; the
+    memory of a process that ends is freed all the same)."""
+    global _freeze_at_exit
+    if not _freeze_at_exit:
+        atexit.register(gc.freeze)
+        _freeze_at_exit = True
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+_freeze_at_exit = False
+
+
+def note_demonstration_model(checkpoint: Path) -> None:
+    """Say once when the model is the embedded default's: trained in seconds on the embedded
+    dataset's strong light changes, it is a demonstration, not the paper's model."""
+    folder = checkpoint if checkpoint.is_dir() else checkpoint.parent
+    try:
+        summary = json.loads((folder / "summary.json").read_text())
+    except (OSError, ValueError):
+        return
+    if summary.get("profile") == "mini":
+        print(
+            f"note: {folder} is a demonstration model (profile mini, trained on the embedded "
+            "dataset); for a real one train the paper profile on iHarmony4 (README: "
+            "'Reproducing the paper')",
+            file=sys.stderr,
+        )
+
+
+def configured_train_size(checkpoint: Path) -> int | None:
+    """config.json's ``train.image_size`` beside a model directory's weights (read without
+    torch), or None when it cannot be read (loading the engine then says why)."""
+    folder = checkpoint if checkpoint.is_dir() else checkpoint.parent
+    try:
+        return int(json.loads((folder / "config.json").read_text())["train"]["image_size"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

@@ -75,7 +75,6 @@ when present; so a pipeline stage whose output must not depend on the machine pa
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -84,7 +83,13 @@ import numpy as np
 from PIL import Image
 
 from regionharmony.errors import HarmonizeError
-from regionharmony.inference.engine_choice import ENGINES, as_engine
+from regionharmony.inference.engine_choice import (
+    ENGINES,
+    as_engine,
+    collector_paused,
+    configured_train_size,
+    note_demonstration_model,
+)
 from regionharmony.inference.pairing import (
     Pair,
     pairs_by_mask_dir,
@@ -97,6 +102,7 @@ from regionharmony.inference.strategies import (
     DEFAULT_STRATEGY,
     STRATEGIES,
     harmonize_arrays,
+    working_pair,
 )
 from regionharmony.inference.user_images import (
     MASK_THRESHOLD,
@@ -185,10 +191,12 @@ def harmonize_loaded(
     *,
     max_side: int | None = None,
     strategy: str = DEFAULT_STRATEGY,
+    low: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """`harmonize` on inputs `load_inputs` read, as a uint8 RGB array (the command writes it
-    without a round trip through PIL): greyscale in, greyscale out."""
-    result = harmonize_arrays(image, fg, engine, max_side=max_side, strategy=strategy)
+    without a round trip through PIL): greyscale in, greyscale out. `low`: see
+    `harmonize_arrays`."""
+    result = harmonize_arrays(image, fg, engine, max_side=max_side, strategy=strategy, low=low)
     if not is_greyscale(image):
         return result
     # the network gives colour even to a grey image; its luma is the grey result (a grey
@@ -397,40 +405,32 @@ def check_mode(args: argparse.Namespace) -> str:
     return "single" if single else "folder"
 
 
-def note_demonstration_model(checkpoint: Path) -> None:
-    """Say once when the model is the embedded default's: trained in seconds on the embedded
-    dataset's strong light changes, it is a demonstration, not the paper's model."""
-    folder = checkpoint if checkpoint.is_dir() else checkpoint.parent
-    try:
-        summary = json.loads((folder / "summary.json").read_text())
-    except (OSError, ValueError):
-        return
-    if summary.get("profile") == "mini":
-        print(
-            f"note: {folder} is a demonstration model (profile mini, trained on the embedded "
-            "dataset); for a real one train the paper profile on iHarmony4 (README: "
-            "'Reproducing the paper')",
-            file=sys.stderr,
-        )
-
-
-def load_beside_engine(args: argparse.Namespace) -> tuple[Any, np.ndarray, np.ndarray]:
+def load_beside_engine(args: argparse.Namespace) -> tuple[Any, np.ndarray, np.ndarray, Any]:
     """The engine, loaded in a second thread (torch's import alone takes ~1 s, mostly holding
-    the GIL) while this one decodes the composite and the mask (Pillow's decoders release it).
-    A model error is raised before an image error, as when the model was loaded first."""
+    the GIL) while this one decodes the composite and the mask and downscales them to the
+    working size (Pillow releases the GIL as it decodes and resizes). A model error is raised
+    before an image error, as when the model was loaded first."""
     from concurrent.futures import ThreadPoolExecutor
 
     problem: HarmonizeError | None = None
-    with ThreadPoolExecutor(1) as pool:
+    side = args.max_side
+    if side is None and args.engine == "torch":
+        side = configured_train_size(args.checkpoint)
+    low = None
+    with collector_paused(), ThreadPoolExecutor(1) as pool:
         pending = pool.submit(as_engine, args.checkpoint, args.device, args.precision, args.engine)
         try:
             image, fg = load_inputs(args.composite, args.mask, args.invert_mask)
+            if side and args.strategy != "full":
+                low = working_pair(image, fg, side)
         except HarmonizeError as err:
             problem = err
         engine = pending.result()
     if problem is not None:
         raise problem
-    return engine, image, fg
+    if args.max_side is None and engine.train_size != side:
+        low = None  # the model's own size is another: harmonize_arrays downscales again
+    return engine, image, fg, low
 
 
 def run(args: argparse.Namespace) -> int:
@@ -454,10 +454,10 @@ def run(args: argparse.Namespace) -> int:
                     raise HarmonizeError(f"{args.out}: refusing to overwrite an input file")
             check_output_folder(args.out.parent, "the folder of --out", create=False)
             remove_stale_temporaries(args.out.parent, args.out.name)
-            engine, image, fg = load_beside_engine(args)
+            engine, image, fg, low = load_beside_engine(args)
             note_demonstration_model(args.checkpoint)
             result = harmonize_loaded(
-                image, fg, engine, max_side=args.max_side, strategy=args.strategy
+                image, fg, engine, max_side=args.max_side, strategy=args.strategy, low=low
             )
             save_image(result, args.out, (args.composite, args.mask))
             print(f"wrote {args.out}")
@@ -465,7 +465,8 @@ def run(args: argparse.Namespace) -> int:
         pairs = collect_pairs(args)
         if not pairs:
             raise HarmonizeError(f"{args.input_dir}: no composites found")
-        engine = as_engine(args.checkpoint, args.device, args.precision, args.engine)
+        with collector_paused():
+            engine = as_engine(args.checkpoint, args.device, args.precision, args.engine)
         note_demonstration_model(args.checkpoint)
         prepare_out_dir(args.out_dir, pairs)
     except (HarmonizeError, ValueError) as err:

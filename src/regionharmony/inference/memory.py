@@ -59,8 +59,8 @@ def available_memory() -> int | None:
     return min(known) if known else None
 
 
-def gib(count: int) -> str:
-    return f"{count / 2**30:.1f} GiB"
+def amount(count: int) -> str:
+    return f"{count / 2**30:.1f} GiB" if count >= 2**30 else f"{count / 2**20:.0f} MiB"
 
 
 def device_memory(device: object) -> int | None:
@@ -73,16 +73,20 @@ def device_memory(device: object) -> int | None:
     return None
 
 
-def check_full_fits(height: int, width: int, base_width: int | None, device: object) -> None:
+def check_full_fits(
+    height: int, width: int, base_width: int | None, device: object, multiple: int = 16
+) -> None:
     """HarmonizeError (one line: the size, the memory needed, the memory free) when strategy
-    ``full`` on a height x width composite would need more memory than `device` has free."""
+    ``full`` on a height x width composite (padded to `multiple`) would need more memory than
+    `device` has free."""
     available = device_memory(device)
     if base_width is None or available is None:
         return  # a network or a system we cannot measure: let it try
-    needed = full_strategy_bytes(height * width, base_width)
+    padded = -(-height // multiple) * multiple * (-(-width // multiple) * multiple)
+    needed = full_strategy_bytes(padded, base_width)
     if needed > available:
         raise HarmonizeError(
-            f"--strategy full on a {width}x{height} composite needs about {gib(needed)} of "
-            f"memory and this machine has {gib(available)} free; use the default --strategy "
+            f"--strategy full on a {width}x{height} composite needs about {amount(needed)} of "
+            f"memory and this machine has {amount(available)} free; use the default --strategy "
             "color (the network at its training size, the colour change carried to full size)"
         )

@@ -44,6 +44,14 @@ def _resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
     return resize_mask(mask, (width, height))
 
 
+def working_pair(
+    composite: np.ndarray, mask: np.ndarray, side: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The composite and the mask downscaled so that the longest side is at most `side`."""
+    low_h, low_w = working_size(*mask.shape, side)
+    return _resize_image(composite, low_h, low_w), _resize_mask(mask, low_h, low_w)
+
+
 def run_network(engine: Engine | OnnxEngine, composite: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """The blended network output H * M + I' * (1 - M), float (H, W, 3) in [0, 1].
 
@@ -125,8 +133,12 @@ def harmonize_arrays(
     *,
     max_side: int | None = None,
     strategy: str = DEFAULT_STRATEGY,
+    low: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
-    """uint8 (H, W, 3) harmonised image from uint8 composite and bool mask (checked)."""
+    """uint8 (H, W, 3) harmonised image from uint8 composite and bool mask (checked).
+
+    `low`: `working_pair`'s result, when the caller made it already (the command does, while
+    torch is still loading); ignored unless it has the working size."""
     if strategy not in STRATEGIES:
         raise HarmonizeError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     side = engine.train_size if max_side is None else int(max_side)
@@ -135,14 +147,13 @@ def harmonize_arrays(
     height, width = mask.shape
     low_h, low_w = working_size(height, width, side)
     if strategy == "full" and (low_h, low_w) != (height, width):
-        multiple = 16  # the network pads each side up to a multiple of 2 ** (depth - 1) <= 16
-        padded = (-(-height // multiple) * multiple, -(-width // multiple) * multiple)
-        check_full_fits(*padded, engine.base_width, engine.device)
+        check_full_fits(height, width, engine.base_width, engine.device)
     if strategy == "full" or (low_h, low_w) == (height, width):
         foreground = run_network(engine, composite, mask)[mask]
     else:
-        comp_low = _resize_image(composite, low_h, low_w)
-        mask_low = _resize_mask(mask, low_h, low_w)
+        if low is None or low[1].shape != (low_h, low_w):
+            low = working_pair(composite, mask, side)
+        comp_low, mask_low = low
         out_low = run_network(engine, comp_low, mask_low)
         foreground = CARRIERS[strategy](composite, mask, comp_low, mask_low, out_low)
     return paste(foreground, composite, mask)
