@@ -118,15 +118,15 @@ def test_a_later_run_removes_the_temporaries_of_a_killed_run(tmp_path, model_dir
 import os, signal
 from regionharmony.inference import png
 from regionharmony.inference.harmonize import main
-original, calls = png.write_png, []
-def dying_write(handle, image, threads=1):
+original, calls = png.PngEncoder.write, []
+def dying_write(self, handle, image):
     calls.append(handle)
     if len(calls) == 2:  # half a file, then killed
         handle.write(b"\\x89PNG\\r\\n\\x1a\\n truncated")
         handle.flush()
         os.kill(os.getpid(), signal.SIGKILL)
-    return original(handle, image, threads)
-png.write_png = dying_write
+    return original(self, handle, image)
+png.PngEncoder.write = dying_write
 main({folder_args(model_dir, src, out)!r})
 """
     killed = subprocess.Popen(

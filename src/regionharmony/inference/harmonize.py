@@ -102,6 +102,7 @@ from regionharmony.inference.strategies import (
     DEFAULT_STRATEGY,
     STRATEGIES,
     harmonize_arrays,
+    mask_box,
     working_pair,
 )
 from regionharmony.inference.user_images import (
@@ -405,12 +406,14 @@ def check_mode(args: argparse.Namespace) -> str:
     return "single" if single else "folder"
 
 
-def load_beside_engine(args: argparse.Namespace) -> tuple[Any, np.ndarray, np.ndarray, Any]:
+def load_beside_engine(args: argparse.Namespace) -> tuple[Any, np.ndarray, np.ndarray, Any, Any]:
     """The engine, loaded in a second thread (torch's import alone takes ~1 s, mostly holding
     the GIL) while this one decodes the composite and the mask and downscales them to the
     working size (Pillow releases the GIL as it decodes and resizes). A model error is raised
     before an image error, as when the model was loaded first."""
     from concurrent.futures import ThreadPoolExecutor
+
+    from regionharmony.inference.png import encoder_ahead
 
     problem: HarmonizeError | None = None
     side = args.max_side
@@ -421,6 +424,10 @@ def load_beside_engine(args: argparse.Namespace) -> tuple[Any, np.ndarray, np.nd
         pending = pool.submit(as_engine, args.checkpoint, args.device, args.precision, args.engine)
         try:
             image, fg = load_inputs(args.composite, args.mask, args.invert_mask)
+            # the rows the mask does not reach are final: compressed while torch loads
+            encoder = (
+                encoder_ahead(image, mask_box(fg)[0]) if output_format(args.out) == "PNG" else None
+            )
             if side and args.strategy != "full":
                 low = working_pair(image, fg, side)
         except HarmonizeError as err:
@@ -430,7 +437,7 @@ def load_beside_engine(args: argparse.Namespace) -> tuple[Any, np.ndarray, np.nd
         raise problem
     if args.max_side is None and engine.train_size != side:
         low = None  # the model's own size is another: harmonize_arrays downscales again
-    return engine, image, fg, low
+    return engine, image, fg, low, encoder
 
 
 def run(args: argparse.Namespace) -> int:
@@ -454,12 +461,12 @@ def run(args: argparse.Namespace) -> int:
                     raise HarmonizeError(f"{args.out}: refusing to overwrite an input file")
             check_output_folder(args.out.parent, "the folder of --out", create=False)
             remove_stale_temporaries(args.out.parent, args.out.name)
-            engine, image, fg, low = load_beside_engine(args)
+            engine, image, fg, low, encoder = load_beside_engine(args)
             note_demonstration_model(args.checkpoint)
             result = harmonize_loaded(
                 image, fg, engine, max_side=args.max_side, strategy=args.strategy, low=low
             )
-            save_image(result, args.out, (args.composite, args.mask))
+            save_image(result, args.out, (args.composite, args.mask), encoder)
             print(f"wrote {args.out}")
             return 0
         pairs = collect_pairs(args)

@@ -31,13 +31,16 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from regionharmony.data.images import large_image_guard, log, warn_if_large
 from regionharmony.errors import HarmonizeError
+
+if TYPE_CHECKING:
+    from regionharmony.inference.png import PngEncoder
 
 MASK_THRESHOLD = 127  # foreground: 8-bit grayscale value > 127
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -349,9 +352,15 @@ def check_output_folder(folder: Path, role: str, *, create: bool = True) -> None
         raise HarmonizeError(f"{folder}: cannot write in {role} ({reason})") from None
 
 
-def save_image(image: Image.Image | np.ndarray, out: Path, inputs: tuple[Path, ...] = ()) -> None:
+def save_image(
+    image: Image.Image | np.ndarray,
+    out: Path,
+    inputs: tuple[Path, ...] = (),
+    encoder: PngEncoder | None = None,
+) -> None:
     """Write `image` (a PIL image or a uint8 RGB / greyscale array) atomically to `out`
-    (format from its extension), never over an input."""
+    (format from its extension), never over an input. `encoder`: a `png.PngEncoder` for a PNG
+    `out` that already compresses the rows known before (the bytes are the same)."""
     from regionharmony.io import atomic_write
 
     check_not_a_symlink_loop(out, "output")
@@ -360,18 +369,22 @@ def save_image(image: Image.Image | np.ndarray, out: Path, inputs: tuple[Path, .
             raise HarmonizeError(f"{out}: refusing to overwrite an input file")
     fmt = output_format(out)
     try:
-        atomic_write(out, lambda tmp: _write(image, tmp, fmt))
+        atomic_write(out, lambda tmp: _write(image, tmp, fmt, encoder))
     except OSError as err:
         raise HarmonizeError(f"{out}: cannot write ({err})") from None
 
 
-def _write(image: Image.Image | np.ndarray, path: Path, fmt: str) -> None:
+def _write(
+    image: Image.Image | np.ndarray, path: Path, fmt: str, encoder: PngEncoder | None
+) -> None:
     if fmt == "PNG" and (isinstance(image, np.ndarray) or image.mode in ("RGB", "L")):
         from regionharmony.cpu_threads import usable_cpus
-        from regionharmony.inference.png import write_png
+        from regionharmony.inference.png import PngEncoder
 
+        array = np.ascontiguousarray(np.asarray(image))
+        encoder = encoder or PngEncoder(array.shape, threads=usable_cpus())
         with open(path, "wb") as handle:
-            write_png(handle, np.asarray(image), threads=usable_cpus())
+            encoder.write(handle, array)
         return
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image)
