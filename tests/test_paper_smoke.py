@@ -92,7 +92,7 @@ def test_paper_smoke_runs_every_stage(tmp_path):
     run(str(bin_dir / "dvc"), "repro")
 
     summary = json.loads((repo / "models/full/seed0/summary.json").read_text())
-    assert summary["profile"] == "paper_smoke" and summary["steps"] == 2
+    assert summary["profile"] == "paper_smoke_cpu" and summary["steps"] == 2
     assert round(summary["params_generator"] / 1e6, 2) == 28.37  # the paper's network
     config = json.loads((repo / "models/full/seed0/config.json").read_text())
     assert config["train"]["crop"] == "resized" and config["loss"]["hcl_query"] == "paper"
