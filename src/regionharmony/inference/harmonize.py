@@ -345,8 +345,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_STRATEGY,
         help="how the correction reaches a composite larger than the working size. color "
         "(default): the network at the working size, its colour change fitted as one affine "
-        "colour map and applied at full resolution (detail untouched; the best score and ~1 s "
-        "for 16 megapixels). residual: the low-resolution correction upsampled and added (for "
+        "colour map and applied at full resolution (detail untouched; the best score; the "
+        "whole command takes ~1.3 s for 16.6 megapixels on 2 cores). residual: the "
+        "low-resolution correction upsampled and added (for "
         "a correction that varies across the object). full: the network on every full-size "
         "pixel, only for a model trained near that size and small images: ~600 bytes a pixel "
         "with the mini model, ~1.6 KB with the paper's (a 4992x3328 composite took 52 s and "
