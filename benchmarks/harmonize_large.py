@@ -98,10 +98,10 @@ def random_model(profile: str, folder: Path) -> Path:
     sys.path.insert(0, str(SRC))
     try:
         import yaml  # noqa: F401
-    except ImportError:  # regionharmony.config imports it; build_config does not use it
+    except ImportError:  # regionharmony.params imports it; build_config does not use it
         sys.modules["yaml"] = types.ModuleType("yaml")
-    from regionharmony.config import build_config
     from regionharmony.model.harmonizer import build_model
+    from regionharmony.params import build_config
 
     torch.manual_seed(0)
     cfg = build_config(profile)

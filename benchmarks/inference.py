@@ -37,13 +37,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 try:
-    import yaml  # noqa: F401  (regionharmony.config imports it; build_config does not use it)
+    import yaml  # noqa: F401  (regionharmony.params imports it; build_config does not use it)
 except ImportError:  # a bare torch environment (a GPU machine): the benchmark needs no YAML
     sys.modules["yaml"] = types.ModuleType("yaml")
 
-from regionharmony.config import build_config  # noqa: E402
 from regionharmony.inference.engine import fold_batchnorm  # noqa: E402
 from regionharmony.model.harmonizer import build_model, count_parameters  # noqa: E402
+from regionharmony.params import build_config
 
 VARIANTS = ("fp32", "fp32+cl", "fold", "fold+cl", "bf16+fold+cl", "jit+fold+cl", "compile+fold+cl")
 

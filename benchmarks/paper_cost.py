@@ -10,7 +10,7 @@ What it combines:
 
 * counts read from params.yaml and dvc.yaml: the variants with their `train.budget`, the
   paper profile's epochs, batch, checkpoint interval and loader workers (resolved through
-  `regionharmony.config.build_config`), the seeds and the `evaluate.highres` sizes of the paper
+  `regionharmony.params.build_config`), the seeds and the `evaluate.highres` sizes of the paper
   switch (switches/paper.yaml, put into params.yaml as `regionharmony switch paper` does), the
   baselines, the user-study methods and the report stages;
 * iHarmony4's published split sizes (65,742 train / 7,404 test; HAdobe5k test 2,160) and

@@ -40,9 +40,9 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from hcl_reference import reference_hcl  # noqa: E402
 
-from regionharmony.config import build_config  # noqa: E402
 from regionharmony.loss import HarmonizationLoss  # noqa: E402
 from regionharmony.model.harmonizer import build_model  # noqa: E402
+from regionharmony.params import build_config
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER_TRAIN_PAIRS = 65742

@@ -139,7 +139,7 @@ def model_dir(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     """A trained (two steps) tiny model directory."""
     from cli_helpers import TINY
 
-    from regionharmony.config import build_config
+    from regionharmony.params import build_config
     from regionharmony.train import Trainer
 
     out = tmp_path_factory.mktemp("models") / "tiny"

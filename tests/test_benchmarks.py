@@ -64,8 +64,8 @@ def random_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random-weight model directory of the mini profile (model.pt + config.json)."""
     import torch
 
-    from regionharmony.config import build_config
     from regionharmony.model.harmonizer import build_model
+    from regionharmony.params import build_config
 
     folder = tmp_path_factory.mktemp("random_mini")
     cfg = build_config("mini")

@@ -15,9 +15,9 @@ from PIL import Image
 
 from regionharmony.cli import main
 from regionharmony.cli import main as cli_main
-from regionharmony.config import build_config
 from regionharmony.errors import CheckpointError
 from regionharmony.io import atomic_save
+from regionharmony.params import build_config
 from regionharmony.train import Trainer
 
 

@@ -10,11 +10,8 @@ from cli_helpers import files_of, one_error_line
 
 from regionharmony.cli import main
 from regionharmony.cli import main as cli_main
-from regionharmony.config import (
-    ConfigError,
-    load_params,
-    resolve_config,
-)
+from regionharmony.config import ConfigError
+from regionharmony.params import load_params, resolve_config
 
 REPO = Path(__file__).resolve().parents[1]
 

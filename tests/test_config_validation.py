@@ -11,8 +11,9 @@ import sys
 
 import pytest
 
-from regionharmony.config import SECTIONS, Config, resolve_config
+from regionharmony.config import SECTIONS, Config
 from regionharmony.errors import ConfigError
+from regionharmony.params import resolve_config
 
 
 def numeric_fields() -> list[tuple[str, str, float, bool, float | None, type]]:

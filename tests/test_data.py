@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from regionharmony.config import build_config
 from regionharmony.data import (
     DataError,
     list_samples,
@@ -15,6 +14,7 @@ from regionharmony.data import (
 )
 from regionharmony.data import resize_binary_mask as resize_mask
 from regionharmony.data.dataset import HarmonyDataset, eval_transform, train_transform
+from regionharmony.params import build_config
 
 # -- names and lists ------------------------------------------------------------------------
 

@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 
 from regionharmony.cli import main as cli_main
-from regionharmony.config import build_config
 from regionharmony.model.harmonizer import build_model
+from regionharmony.params import build_config
 
 
 def main(argv: list[str]) -> int:

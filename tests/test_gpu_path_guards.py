@@ -9,8 +9,9 @@ import logging
 import pytest
 import torch
 
-from regionharmony.config import Config, build_config
+from regionharmony.config import Config
 from regionharmony.inference.engine import resolve_precision
+from regionharmony.params import build_config
 from regionharmony.runtime import training_bf16
 from regionharmony.train import NonFiniteLossError, Trainer
 from regionharmony.train import trainer as trainer_module

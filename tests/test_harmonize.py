@@ -15,11 +15,11 @@ import pytest
 import torch
 from PIL import Image
 
-from regionharmony.config import build_config
 from regionharmony.inference.engine import Engine, fold_batchnorm, load_engine
 from regionharmony.inference.harmonize import harmonize
 from regionharmony.inference.strategies import carry_color, fit_color_transform, working_size
 from regionharmony.model.harmonizer import build_model
+from regionharmony.params import build_config
 
 TRAIN_SIZE = 32
 

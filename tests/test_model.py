@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from regionharmony.config import build_config
 from regionharmony.loss import HarmonizationLoss
 from regionharmony.model.fusion import FUSION_BLOCKS, StyleFusion, make_fusion
 from regionharmony.model.harmonizer import blend, build_model, count_parameters
 from regionharmony.model.layers import masked_mean_std
+from regionharmony.params import build_config
 
 
 def trained_like(cfg):

@@ -81,6 +81,7 @@ def test_top_level_holds_only_shared_modules() -> None:
         "errors",
         "io",
         "options",
+        "params",
         "runtime",
         "summary",
         "switch",

@@ -39,7 +39,7 @@ def smoke_params(repo: Path) -> None:
 def test_the_cpu_smoke_profile_is_paper_smoke_at_cpu_sizes():
     """paper_smoke_cpu differs from paper_smoke only in sizes and the device: the paper's
     network, loss and recipe otherwise."""
-    from regionharmony.config import load_params, resolve_config
+    from regionharmony.params import load_params, resolve_config
 
     params = load_params(ROOT / "params.yaml")
     cpu = resolve_config(params, "paper_smoke_cpu").to_dict()

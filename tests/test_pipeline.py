@@ -13,8 +13,8 @@ import pytest
 from dvc.repo import Repo
 from dvc.utils.hydra import apply_overrides
 
-from regionharmony.config import load_params
 from regionharmony.io import EVALUATION_CODE, TRAINING_CODE
+from regionharmony.params import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = load_params(ROOT / "params.yaml")

@@ -24,10 +24,10 @@ from nbformat.v4 import new_code_cell, new_notebook
 from PIL import Image
 
 from regionharmony.cli import main as cli_main
-from regionharmony.config import build_config, load_params
 from regionharmony.data.layout import MINI_MANIFEST as MANIFEST
 from regionharmony.evaluation.metrics import seed_summary
 from regionharmony.model.harmonizer import build_model
+from regionharmony.params import build_config, load_params
 from regionharmony.report import notebook
 from regionharmony.report import render as report
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from regionharmony.cli import main
-from regionharmony.config import build_config, load_params, prefix_problem, resolve_config
 from regionharmony.errors import ConfigError
+from regionharmony.params import build_config, load_params, prefix_problem, resolve_config
 
 
 def write_params(folder: Path, schedule: str, prefixes: bool = True) -> Path:

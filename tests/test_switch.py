@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from regionharmony.cli import main
-from regionharmony.config import load_params, resolve_config
 from regionharmony.errors import ConfigError
+from regionharmony.params import load_params, resolve_config
 from regionharmony.switch import available, current_switch, read_switch, switched
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from regionharmony.cli import main
-from regionharmony.config import build_config, load_params
 from regionharmony.data.mini import build_mini
 from regionharmony.loss import HarmonizationLoss
+from regionharmony.params import build_config, load_params
 from regionharmony.train import NonFiniteLossError, Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -186,7 +186,7 @@ def test_a_broken_root_is_refused_naming_the_file(tiny_root, tmp_path):
 DDP_WORKER = """
 import sys, torch
 from pathlib import Path
-from regionharmony.config import build_config
+from regionharmony.params import build_config
 from regionharmony.train import Trainer
 root, out = Path(sys.argv[1]), Path(sys.argv[2])
 cfg = build_config("mini", {"model": {"norm": "instance"}, "loss": {"num_patches": 16},

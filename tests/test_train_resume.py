@@ -14,8 +14,8 @@ import pytest
 import torch
 from cli_helpers import TINY, files_of, train_process, write_tiny_params
 
-from regionharmony.config import build_config
 from regionharmony.io import atomic_save
+from regionharmony.params import build_config
 from regionharmony.train import Trainer
 
 

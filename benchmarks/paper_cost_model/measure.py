@@ -368,9 +368,9 @@ def md5_file(path: Path) -> str:
 def measure_checkpoint(costs: Costs, quick: bool, tmp: Path) -> None:
     """The paper model's checkpoint (weights + AdamW state), written as the trainer does; in
     quick mode the mini model is written and the time scaled to the paper size by bytes."""
-    from regionharmony.config import build_config
     from regionharmony.io import atomic_save
     from regionharmony.model import build_model
+    from regionharmony.params import build_config
 
     paper = state_of(build_model(build_config("paper")))
     costs.checkpoint_mb = nbytes(paper) / 1e6

@@ -91,7 +91,7 @@ def images_per_run(train_pairs: int, batch_size: int, epochs: int, budget: float
 def resolve_variants(params: Mapping[str, Any], params_path: Path) -> dict[str, Variant]:
     """Every variant of params.yaml (all of config.VARIANT_MAPPINGS), resolved on the paper
     profile; a prefix variant is `shared` where it is its parent's first part there."""
-    from regionharmony.config import VARIANT_MAPPINGS, build_config, prefix_problem
+    from regionharmony.params import VARIANT_MAPPINGS, build_config, prefix_problem
 
     train_pairs = sum(s.train for s in SUBSETS.values())
     out = {}
@@ -118,7 +118,7 @@ def study_candidates(params: Mapping[str, Any]) -> int:
 
 def read_settings(params_path: Path, dvc_path: Path) -> Settings:
     """The counts of a paper-profile `dvc repro` from params.yaml and dvc.yaml."""
-    from regionharmony.config import build_config
+    from regionharmony.params import build_config
 
     text = params_path.read_text(encoding="utf-8")
     raw = yaml.safe_load(text) or {}

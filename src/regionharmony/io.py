@@ -99,6 +99,7 @@ TRAINING_CODE: tuple[str, ...] = (
     "errors.py",
     "io.py",
     "options.py",
+    "params.py",
     "runtime.py",
     "model",
     "loss",

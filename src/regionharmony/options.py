@@ -63,7 +63,7 @@ def add_device(parser: argparse.ArgumentParser) -> None:
 
 
 def add_config(parser: argparse.ArgumentParser) -> None:
-    """--params / --profile / --variant / --set: the layers of `config.resolve_config`."""
+    """--params / --profile / --variant / --set: the layers of `params.resolve_config`."""
     parser.add_argument(
         "--params",
         type=Path,

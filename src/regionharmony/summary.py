@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from regionharmony.config import config_from_args
 from regionharmony.io import code_version
 from regionharmony.options import add_config
+from regionharmony.params import config_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -91,8 +91,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from regionharmony.config import load_params, resolve_config
     from regionharmony.io import atomic_write_text
+    from regionharmony.params import load_params, resolve_config
 
     if not args.params.is_file():
         raise ConfigError(f"{args.params}: parameters file not found")

@@ -48,10 +48,10 @@ visible, still plausible. With `--mild-share S` (default 0) a share S of the com
 nearly right instead: the same change at a fraction of its strength, the foreground MSE drawn
 log-uniformly in `MILD_FMSE` (near-identity to just visible). iHarmony4 has every strength,
 nearly right composites among them, and a model trained only on strong changes moves every
-foreground; at the mini budget the model cannot tell the two apart (docs/embedded-dataset.md, 'Nearly right
-composites', measures it), so the default keeps S = 0. Outside the mask the composite's pixels
-equal the real photograph's before JPEG encoding. Output is byte-identical for a seed (fixed
-JPEG settings, no metadata) and appears atomically.
+foreground; at the mini budget the model cannot tell the two apart (docs/embedded-dataset.md,
+'Nearly right composites', measures it), so the default keeps S = 0. Outside the mask the
+composite's pixels equal the real photograph's before JPEG encoding. Output is byte-identical
+for a seed (fixed JPEG settings, no metadata) and appears atomically.
 """
 
 from __future__ import annotations
@@ -83,7 +83,9 @@ from regionharmony.options import add_progress
 
 # Foreground MSE window (0-255 scale) a composite must fall in: RMSE about 17 to 55 levels.
 FMSE_MIN, FMSE_MAX = 300.0, 3000.0
-MILD_SHARE = 0.0  # default share of nearly right composites, train and test (docs/embedded-dataset.md)
+MILD_SHARE = (
+    0.0  # default share of nearly right composites, train and test (docs/embedded-dataset.md)
+)
 MILD_FMSE = (10.0, 300.0)  # their foreground MSE, drawn log-uniformly: RMSE about 3 to 17 levels
 MASK_AREA = (0.03, 0.40)  # foreground share of the image
 SEGMENT_SIDE = 192  # longest side at which photos are segmented

@@ -51,7 +51,7 @@ def load_json(path: str | Path) -> dict[str, Any]:
 
 def params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
     """params.yaml, the one place of every number (variants, evaluation sizes, tables)."""
-    from regionharmony.config import load_params
+    from regionharmony.params import load_params
 
     return load_params(path)
 

@@ -393,7 +393,7 @@ def study_inputs(args: argparse.Namespace) -> tuple[Path, list[tuple[str, Path]]
         if args.group_dir is None or not args.method:
             raise StudyError("give --group-dir and at least one --method, or --params")
         return args.group_dir, [parse_method(spec) for spec in args.method]
-    from regionharmony.config import load_params
+    from regionharmony.params import load_params
 
     spec = load_params(args.params).get("user_study") or {}
     groups, methods = spec.get("groups"), spec.get("methods") or {}

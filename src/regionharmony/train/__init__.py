@@ -25,7 +25,7 @@ GPUs, `distributed.CrossRankBatchNorm` on CPU ranks). Rank 0 logs and writes che
 `--processes N` (params.yaml `launch.processes`) starts the same command under torchrun itself.
 
 Shared runs: a variant with `train.prefix_of: P` (params.yaml `prefix_variants`) is the first
-part of P's run where the two runs are the same step for step (`config.prefix_problem`: a
+part of P's run where the two runs are the same step for step (`params.prefix_problem`: a
 constant learning rate, everything else equal but the budget and validation). Training P then
 writes that part, validated as the prefix validates, to OUT/prefix/<variant>/ of each seed, and
 training the variant copies it from the sibling model directory (`<OUT>/../P/seed<N>/prefix/`)
@@ -49,18 +49,18 @@ from typing import Any
 
 import torch
 
-from regionharmony.config import (
-    Config,
+from regionharmony.config import Config
+from regionharmony.cpu_threads import usable_cpus
+from regionharmony.errors import ConfigError, Interrupted, UserError
+from regionharmony.io import TRAINING_CODE, atomic_directory, code_version
+from regionharmony.options import add_config, add_progress, add_subsets, natural_int, positive_int
+from regionharmony.params import (
     params_from_args,
     parse_assignments,
     prefix_problem,
     prefixes_of,
     resolve_config,
 )
-from regionharmony.cpu_threads import usable_cpus
-from regionharmony.errors import ConfigError, Interrupted, UserError
-from regionharmony.io import TRAINING_CODE, atomic_directory, code_version
-from regionharmony.options import add_config, add_progress, add_subsets, natural_int, positive_int
 from regionharmony.runtime import stop_with_parent
 from regionharmony.train.launch import (
     resolve_processes,

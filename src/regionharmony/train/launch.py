@@ -3,9 +3,9 @@ PyTorch's own launcher (torchrun, `torch.distributed.run`) rather than by this p
 
 `auto` is one rank per visible CUDA GPU, and one process on a machine without CUDA (or with
 `train.device: cpu`); a number asks for that many ranks (on the CPU: gloo). Under torchrun
-already (several machines: docs/paper-run.md, 'Several GPUs and machines'), the option is ignored: the
-ranks come from the environment torchrun sets. A failed rank stops the others (torchrun's
-agent) and the command with one line naming the rank.
+already (several machines: docs/paper-run.md, 'Several GPUs and machines'), the option is
+ignored: the ranks come from the environment torchrun sets. A failed rank stops the others
+(torchrun's agent) and the command with one line naming the rank.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from regionharmony.config import Config, TrainConfig, prefix_problem
+from regionharmony.config import Config, TrainConfig
 from regionharmony.data.check import require_valid_root
 from regionharmony.data.dataset import HarmonyDataset
 from regionharmony.data.shared_memory import DATALOADER_PREFETCH, workers_that_fit
@@ -34,6 +34,7 @@ from regionharmony.io import (
 )
 from regionharmony.loss import HarmonizationLoss
 from regionharmony.model.harmonizer import build_model, count_parameters, forward_gflops
+from regionharmony.params import prefix_problem
 from regionharmony.runtime import (
     autocast,
     cuda_facts,
@@ -96,7 +97,7 @@ class Trainer:
         prefixes: Mapping[str, Config] | None = None,
     ) -> None:
         """`prefixes`: variants whose run is this run's first part (`train.prefix_of`); each
-        that is exact (`config.prefix_problem`) is written at its last step to
+        that is exact (`params.prefix_problem`) is written at its last step to
         OUT/prefix/<name>/, validated as it would validate itself."""
         self.cfg, self.tc = cfg, cfg.train
         self.data_root, self.out_dir = Path(data_root), Path(out_dir)
