@@ -9,8 +9,7 @@ import pytest
 
 from regionharmony.cli import main
 from regionharmony.errors import ConfigError
-from regionharmony.params import build_config, load_params, resolve_config
-from regionharmony.train.prefix import prefix_problem
+from regionharmony.params import build_config, load_params, prefix_problem, resolve_config
 
 
 def write_params(folder: Path, schedule: str, prefixes: bool = True) -> Path:
