@@ -9,7 +9,8 @@ import pytest
 
 from regionharmony.cli import main
 from regionharmony.errors import ConfigError
-from regionharmony.params import build_config, load_params, prefix_problem, resolve_config
+from regionharmony.params import build_config, load_params, resolve_config
+from regionharmony.train.prefix import prefix_problem
 
 
 def write_params(folder: Path, schedule: str, prefixes: bool = True) -> Path:

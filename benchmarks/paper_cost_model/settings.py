@@ -91,7 +91,8 @@ def images_per_run(train_pairs: int, batch_size: int, epochs: int, budget: float
 def resolve_variants(params: Mapping[str, Any], params_path: Path) -> dict[str, Variant]:
     """Every variant of params.yaml (all of config.VARIANT_MAPPINGS), resolved on the paper
     profile; a prefix variant is `shared` where it is its parent's first part there."""
-    from regionharmony.params import VARIANT_MAPPINGS, build_config, prefix_problem
+    from regionharmony.params import VARIANT_MAPPINGS, build_config
+    from regionharmony.train.prefix import prefix_problem
 
     train_pairs = sum(s.train for s in SUBSETS.values())
     out = {}

@@ -9,9 +9,9 @@ is allowed. How params.yaml's profiles, variants and `--set` build one: `regionh
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +39,7 @@ HCL_READINGS = {
 # Where phi of Eq. 8-9 crops its 8x8 patches; see loss.hcl.region_contrastive_loss.
 PATCH_SOURCES = ("image", "sampling_map")
 SWITCHES = ("auto", "always", "never")
+DEVICES = ("auto", "cpu", "cuda")
 
 
 def number(
@@ -117,7 +118,7 @@ class TrainConfig:
     val_limit: int = number(0, 0)  # 0: every validation pair; N: N pairs spread over the split
     seed: int = number(0, 0)
     num_workers: int = number(0, 0)
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    device: str = choice("auto", DEVICES)  # under torchrun, cuda is the rank's local GPU
     # with device auto and no CUDA GPU, stop rather than train for weeks on the CPU (params.yaml
     # sets it for the paper profiles); `device: cpu` trains on the CPU on purpose
     require_cuda: bool = False
@@ -241,23 +242,29 @@ def _range_problem(value: float, low: float, above: bool, high: float | None) ->
     return None
 
 
-def _check_fields(cfg: Config, source: str) -> None:
-    """Every field's declared range or allowed values (`number`, `choice`)."""
-    for section in SECTIONS:
-        target = getattr(cfg, section)
-        for f in dataclasses.fields(target):
-            value, key = getattr(target, f.name), f"{section}.{f.name}"
-            if f.metadata.get("symbol"):
-                key += f" ({f.metadata['symbol']})"
-            if "choices" in f.metadata:
-                allowed = f.metadata["choices"]
-                _require(
-                    value in allowed,
-                    f"{source}: {key} must be one of {', '.join(allowed)}, got {value!r}",
-                )
-            elif "range" in f.metadata:
-                problem = _range_problem(value, *f.metadata["range"])
-                _require(problem is None, f"{source}: {key} must be {problem}, got {value}")
+def with_seed(cfg: Config, seed: int) -> Config:
+    """A copy of `cfg` with train.seed `seed`."""
+    seeded = copy.deepcopy(cfg)
+    seeded.train.seed = seed
+    return seeded
+
+
+def check_section(target: object, section: str, source: str) -> None:
+    """Every field of one section (a ModelConfig, LossConfig or TrainConfig): its declared
+    range or allowed values (`number`, `choice`)."""
+    for f in dataclasses.fields(target):
+        value, key = getattr(target, f.name), f"{section}.{f.name}"
+        if f.metadata.get("symbol"):
+            key += f" ({f.metadata['symbol']})"
+        if "choices" in f.metadata:
+            allowed = f.metadata["choices"]
+            _require(
+                value in allowed,
+                f"{source}: {key} must be one of {', '.join(allowed)}, got {value!r}",
+            )
+        elif "range" in f.metadata:
+            problem = _range_problem(value, *f.metadata["range"])
+            _require(problem is None, f"{source}: {key} must be {problem}, got {value}")
 
 
 def validate(cfg: Config, source: str = "config") -> Config:
@@ -265,11 +272,8 @@ def validate(cfg: Config, source: str = "config") -> Config:
     field's declared range or choices, then the rules that tie fields together."""
     m, t, loss = cfg.model, cfg.train, cfg.loss
     loss.hcl_query = HCL_QUERY_ALIASES.get(loss.hcl_query, loss.hcl_query)
-    _check_fields(cfg, source)
-    _require(
-        t.device in ("auto", "cpu") or re.fullmatch(r"cuda(:\d+)?", t.device) is not None,
-        f"{source}: train.device must be auto, cpu, cuda or cuda:N, got {t.device!r}",
-    )
+    for section in SECTIONS:
+        check_section(getattr(cfg, section), section, source)
     _require(
         t.checkpoint_every > 0 or t.checkpoint_minutes > 0,
         f"{source}: train.checkpoint_every or train.checkpoint_minutes must be set (> 0): a "

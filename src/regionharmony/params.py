@@ -10,7 +10,7 @@ and `--set SECTION.KEY=VALUE` on the command line the last one:
 
 A variant is named in one of three mappings (`VARIANT_MAPPINGS`): `variants`, each trained from
 scratch; `prefix_variants`, each the first part of another variant's run (`train.prefix_of`,
-shared where that is exact: `prefix_problem`); `studies`, this repository's own studies beyond
+shared where that is exact: `train.prefix`); `studies`, this repository's own studies beyond
 the paper (the paper switch of params.yaml empties it).
 
 Every layer goes through `apply_layer`, which refuses an unknown section or key and a wrong type
@@ -29,8 +29,6 @@ from regionharmony.config import PAPER_PROFILE, Config, apply_layer, validate
 from regionharmony.errors import ConfigError
 
 VARIANT_MAPPINGS = ("variants", "prefix_variants", "studies")
-# what may differ between a prefix run and the run it is the beginning of
-PREFIX_FREE_KEYS = ("budget", "validate", "prefix_of")
 
 
 def resolve_config(
@@ -91,22 +89,6 @@ def resolve_config(
     return cfg
 
 
-def prefixes_of(
-    params: Mapping[str, Any],
-    profile: str | None,
-    variant: str | None,
-    overrides: Mapping[str, Any] | None = None,
-    source: str = "params.yaml",
-) -> dict[str, Config]:
-    """The resolved configs of the variants whose `train.prefix_of` names `variant`."""
-    names = [
-        name
-        for name, layer in variant_layers(params, source).items()
-        if variant and layer_prefix_of(layer) == variant
-    ]
-    return {name: resolve_config(params, profile, name, overrides, source) for name in names}
-
-
 def layer_prefix_of(layer: Mapping[str, Any] | None) -> str:
     """The `train.prefix_of` a variant's layer sets ("" where it sets none)."""
     return ((layer or {}).get("train") or {}).get("prefix_of") or ""
@@ -130,31 +112,6 @@ def variant_source(params: Mapping[str, Any], name: str) -> str:
         if name in (params.get(key) or {}):
             return f"{key}.{name}"
     return f"variants.{name}"
-
-
-def prefix_problem(prefix: Config, parent: Config) -> str | None:
-    """Why `prefix`'s run is not the first part of `parent`'s run, or None where it is.
-
-    The two runs are the same step for step up to the prefix's end when everything that shapes
-    a step is equal (init, data order, crops, patch draws and lr are functions of the seed,
-    step and image: `train.plan`), apart from `PREFIX_FREE_KEYS`, and the learning rate does
-    not depend on the run's length (a constant schedule; cosine decays over the whole run).
-    Per-epoch validation does not touch the training state (eval mode, no gradients).
-    """
-    if parent.train.lr_schedule != "constant":
-        return f"train.lr_schedule is {parent.train.lr_schedule}, not constant"
-    a, b = prefix.to_dict(), parent.to_dict()
-    for key in PREFIX_FREE_KEYS:
-        a["train"].pop(key), b["train"].pop(key)
-    for section in a:
-        if a[section] != b[section]:
-            if not isinstance(a[section], dict):
-                return f"{section} differs"
-            keys = sorted(k for k in a[section] if a[section][k] != b[section].get(k))
-            return f"{', '.join(f'{section}.{k}' for k in keys)} differ"
-    if prefix.train.budget > parent.train.budget:
-        return f"train.budget {prefix.train.budget} is longer than {parent.train.budget}"
-    return None
 
 
 def _named_layers(params: Mapping[str, Any], key: str, source: str) -> Mapping[str, Any]:

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import torch
 
+from regionharmony.config import DEVICES
 from regionharmony.cpu_threads import kernel_path
-
-DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 
 
 def use_portable_kernels() -> bool:
@@ -86,10 +85,6 @@ def autocast(device: torch.device, bf16: bool) -> AbstractContextManager:
     if bf16:
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return nullcontext()
-
-
-AUTO_SWITCHES = ("auto", "always", "never")
-PRECISIONS = ("auto", "bf16", "fp32")
 
 
 def switch_on(setting: str, auto: bool) -> bool:

@@ -6,12 +6,13 @@ L_all = lambda_1 * L1(H, H^) + lambda_2 * L_pixel + lambda_3 * L_HCL        (Eq.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from regionharmony.config import HCL_QUERIES, HCL_QUERY_ALIASES, PATCH_SOURCES, LossConfig
+from regionharmony.config import HCL_QUERY_ALIASES, LossConfig, check_section
 from regionharmony.loss.hcl import region_contrastive_loss
 from regionharmony.loss.patches import PatchProjection
 
@@ -48,12 +49,12 @@ class HarmonizationLoss(nn.Module):
 
     def __init__(self, cfg: LossConfig) -> None:
         super().__init__()
-        if HCL_QUERY_ALIASES.get(cfg.hcl_query, cfg.hcl_query) not in HCL_QUERIES:
-            raise ValueError(f"loss.hcl_query must be one of {HCL_QUERIES}, got {cfg.hcl_query!r}")
-        if cfg.patch_source not in PATCH_SOURCES:
-            raise ValueError(
-                f"loss.patch_source must be one of {PATCH_SOURCES}, got {cfg.patch_source!r}"
-            )
+        # a LossConfig built by hand has not been through config.validate
+        check_section(
+            replace(cfg, hcl_query=HCL_QUERY_ALIASES.get(cfg.hcl_query, cfg.hcl_query)),
+            "loss",
+            "HarmonizationLoss",
+        )
         self.cfg = cfg
         self.projection = (
             PatchProjection(3 * cfg.patch_size**2, cfg.mlp_hidden, cfg.mlp_out)

@@ -25,18 +25,14 @@ GPUs, `distributed.CrossRankBatchNorm` on CPU ranks). Rank 0 logs and writes che
 `--processes N` (params.yaml `launch.processes`) starts the same command under torchrun itself.
 
 Shared runs: a variant with `train.prefix_of: P` (params.yaml `prefix_variants`) is the first
-part of P's run where the two runs are the same step for step (`params.prefix_problem`: a
-constant learning rate, everything else equal but the budget and validation). Training P then
-writes that part, validated as the prefix validates, to OUT/prefix/<variant>/ of each seed, and
-training the variant copies it from the sibling model directory (`<OUT>/../P/seed<N>/prefix/`)
-instead of training again. Where it is not exact (the mini profile's cosine schedule) or P's run
-did not write it, the variant trains on its own, and says why.
+part of P's run where the two runs are the same step for step: training P writes it, training
+the variant copies it from the sibling model directory (`<OUT>/../P/seed<N>/prefix/`); the whole
+mechanism is `train.prefix`.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import logging
 import multiprocessing
@@ -49,16 +45,13 @@ from typing import Any
 
 import torch
 
-from regionharmony.config import Config
+from regionharmony.config import Config, with_seed
 from regionharmony.cpu_threads import usable_cpus
 from regionharmony.errors import ConfigError, Interrupted, UserError
-from regionharmony.io import TRAINING_CODE, atomic_directory, code_version
 from regionharmony.options import add_config, add_progress, add_subsets, natural_int, positive_int
 from regionharmony.params import (
     params_from_args,
     parse_assignments,
-    prefix_problem,
-    prefixes_of,
     resolve_config,
 )
 from regionharmony.runtime import stop_with_parent
@@ -69,8 +62,9 @@ from regionharmony.train.launch import (
     without_option,
 )
 from regionharmony.train.logs import attach_log_file
+from regionharmony.train.prefix import copy_shared_prefix, prefixes_of
 from regionharmony.train.step import NonFiniteLossError
-from regionharmony.train.trainer import PREFIX_DIR, Trainer
+from regionharmony.train.trainer import Trainer
 
 __all__ = ["NonFiniteLossError", "Trainer", "add_arguments", "attach_log_file", "run"]
 
@@ -278,57 +272,3 @@ def train_seeds(runs_prefixes: list, jobs: int, progress: bool) -> list[dict[str
     with ProcessPoolExecutor(jobs, mp_context=context) as pool:
         futures = [pool.submit(train_one, *r, False, threads, p) for r, p in runs_prefixes]
         return [f.result() for f in futures]
-
-
-def with_seed(cfg: Config, seed: int) -> Config:
-    """A copy of `cfg` with train.seed `seed`."""
-    seeded = copy.deepcopy(cfg)
-    seeded.train.seed = seed
-    return seeded
-
-
-def copy_shared_prefix(cfg: Config, parent: Config, args: argparse.Namespace) -> bool:
-    """Copy this variant's models from the run of `parent` it is the first part of (module
-    docstring); False, saying why, where it must train on its own."""
-    parent_name = cfg.train.prefix_of
-    problem = prefix_problem(cfg, parent)
-    if problem is not None:
-        print(f"{args.variant}: trained on its own, not shared with {parent_name} ({problem})")
-        return False
-    parent_dir = args.out.parent / parent_name
-    pairs = [(cfg, parent_dir, args.out)]
-    if args.seeds:
-        pairs = [
-            (with_seed(cfg, seed), parent_dir / f"seed{seed}", args.out / f"seed{seed}")
-            for seed in args.seeds
-        ]
-    sources = []
-    for seeded, parent_run, out in pairs:
-        shared = parent_run / PREFIX_DIR / args.variant
-        problem = shared_run_problem(shared, seeded, args.data_root)
-        if problem is not None:
-            print(f"{args.variant}: trained on its own: {shared} {problem}")
-            return False
-        sources.append((shared, out))
-    for shared, out in sources:
-        with atomic_directory(out, replace=True) as tmp:
-            shutil.copytree(shared, tmp, dirs_exist_ok=True)
-        steps = json.loads((shared / "summary.json").read_text())["steps"]
-        print(f"{out}: the first {steps} steps of {shared.parent.parent} (one shared run)")
-    return True
-
-
-def shared_run_problem(shared: Path, cfg: Config, data_root: Path) -> str | None:
-    """Why the model directory `shared` is not this run of `cfg` on `data_root`, or None."""
-    try:
-        config = json.loads((shared / "config.json").read_text())
-        summary = json.loads((shared / "summary.json").read_text())
-    except (OSError, ValueError):
-        return "holds no finished run"
-    if config != cfg.to_dict():
-        return "holds a run of another config"
-    if summary.get("code_version") != code_version(TRAINING_CODE):
-        return "was trained by other training code"
-    if summary.get("data", {}).get("root") != str(data_root):
-        return f"was trained on {summary.get('data', {}).get('root')}, not {data_root}"
-    return None

@@ -34,7 +34,6 @@ from regionharmony.io import (
 )
 from regionharmony.loss import HarmonizationLoss
 from regionharmony.model.harmonizer import build_model, count_parameters, forward_gflops
-from regionharmony.params import prefix_problem
 from regionharmony.runtime import (
     autocast,
     cuda_facts,
@@ -53,17 +52,15 @@ from regionharmony.train.logs import TrainingLogs
 from regionharmony.train.model_files import (
     log_files,
     pack_logs,
-    pack_prefixes,
     restore_log_files,
-    restore_prefixes,
     unpack_logs,
 )
 from regionharmony.train.plan import BatchPlan, patch_seeds
+from regionharmony.train.prefix import PREFIX_DIR, pack_prefixes, prefix_problem, restore_prefixes
 from regionharmony.train.step import NonFiniteLossError, Objective, require_finite
 from regionharmony.train.validation import validation_scores
 
 log = logging.getLogger("regionharmony.train")
-PREFIX_DIR = "prefix"  # OUT/prefix/<variant>/: a shared run's first part, as its own model dir
 
 
 def session_note(message: str, *args: object) -> None:
@@ -97,7 +94,7 @@ class Trainer:
         prefixes: Mapping[str, Config] | None = None,
     ) -> None:
         """`prefixes`: variants whose run is this run's first part (`train.prefix_of`); each
-        that is exact (`params.prefix_problem`) is written at its last step to
+        that is exact (`train.prefix.prefix_problem`) is written at its last step to
         OUT/prefix/<name>/, validated as it would validate itself."""
         self.cfg, self.tc = cfg, cfg.train
         self.data_root, self.out_dir = Path(data_root), Path(out_dir)
