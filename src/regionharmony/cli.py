@@ -6,6 +6,8 @@ first line of its docstring is the subcommand's one-line help. A mistake in the 
 ends in one line `error: ...` and exit status 1, never a traceback; so does an OSError (a
 full disk, a read-only or missing output folder), naming the path. Ctrl-C ends in one line
 `interrupted: ...` and exit status 130 (`train` names its checkpoint, which a re-run resumes).
+`regionharmony --kernels portable COMMAND` runs COMMAND on the portable CPU kernel path
+(`cpu_threads`), chosen before the command's module loads torch.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import importlib
 import re
 import sys
 
-from regionharmony.errors import Interrupted, UserError
+from regionharmony.cpu_threads import choose_kernels
+from regionharmony.errors import ConfigError, Interrupted, UserError
 
 # subcommand -> module, in pipeline order
 COMMANDS: dict[str, str] = {
@@ -50,6 +53,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         description="Image Harmonization with Region-wise Contrastive Learning: every step of "
         "the reproduction. `regionharmony COMMAND --help` describes each command.",
     )
+    parser.add_argument(
+        "--kernels",
+        choices=("native", "portable"),
+        help="CPU kernel path of the command: native (torch's fastest for this CPU; the "
+        "default, or REGIONHARMONY_KERNELS) or portable (the same bytes on any x86-64 kind, "
+        "one thread; params.yaml cpu_kernels for `dvc repro`)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module_name in COMMANDS.items():
         if command in COMMANDS and name != command:
@@ -62,11 +72,32 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def take_kernels(argv: list[str]) -> list[str]:
+    """`argv` without a leading `--kernels PATH` (or `--kernels=PATH`), whose path is chosen
+    here, before the subcommand's module (and torch) loads."""
+    if not argv or not argv[0].startswith("--kernels"):
+        return argv
+    option, _, value = argv[0].partition("=")
+    if option != "--kernels":
+        return argv
+    rest = argv[1:]
+    if not value:
+        if not rest:
+            raise ConfigError("--kernels needs a value: native or portable")
+        value, rest = rest[0], rest[1:]
+    try:
+        choose_kernels(value)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    return rest
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        argv = take_kernels(argv)
         args = build_parser(argv[0] if argv else None).parse_args(argv)
-        args.argv = argv  # `train --processes` re-runs it
+        args.argv = argv  # `train --processes` re-runs it (the kernel path: in the environment)
         return args.run(args)
     except Interrupted as err:
         print(f"interrupted: {err}", file=sys.stderr)

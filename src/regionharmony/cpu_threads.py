@@ -26,7 +26,9 @@ fastest kernels for this CPU (their rounding depends on its vector width and cac
 ``portable``, the setting that gave the same bytes under every stand-in for another CPU kind
 (docs/pipeline.md, 'The same bytes on another CPU'): ATen's scalar kernels
 (``ATEN_CPU_CAPABILITY=default``), MKL's reproducible mode (``MKL_CBWR=COMPATIBLE``) and one
-thread, all forced, plus oneDNN and NNPACK off once torch is loaded (`runtime.py`).
+thread, all forced, plus oneDNN and NNPACK off once torch is loaded (`runtime.py`). The
+command line's ``regionharmony --kernels PATH COMMAND`` sets it for one command (`choose_kernels`);
+the pipeline's stages pass params.yaml's ``cpu_kernels`` that way.
 """
 
 from __future__ import annotations
@@ -54,6 +56,26 @@ def kernel_path(environ: MutableMapping[str, str] | None = None) -> str:
         )
         return "native"
     return choice
+
+
+def choose_kernels(path: str) -> None:
+    """Put this process (and the processes it starts) on kernel path `path` before torch loads:
+    REGIONHARMONY_KERNELS and the thread policy's variables, set again. Once torch is loaded the
+    path it runs is fixed: asking for another one then is a ValueError."""
+    if path not in ("native", "portable"):
+        raise ValueError(f"--kernels must be native or portable, got {path!r}")
+    if "torch" in sys.modules:
+        if kernel_path() != path:
+            raise ValueError(
+                f"--kernels {path}: torch is already loaded on the {kernel_path()} path in this "
+                f"process; set {KERNELS_KNOB}={path} before Python starts"
+            )
+        return
+    os.environ[KERNELS_KNOB] = path
+    if path == "native":
+        for name in PORTABLE_ENVIRONMENT:
+            os.environ.pop(name, None)
+    configure_cpu_threads()
 
 
 def usable_cpus() -> int:
