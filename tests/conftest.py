@@ -146,3 +146,19 @@ def model_dir(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     cfg = build_config("mini", {**TINY, "train": {**TINY["train"], "max_steps": 2}})
     Trainer(cfg, tiny_root, out, show_progress=False).run()
     return out
+
+
+@pytest.fixture(scope="session")
+def random_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random mini network saved as a training saves a model (tests/harmonize_helpers.py)."""
+    from harmonize_helpers import save_random_model
+
+    return save_random_model(tmp_path_factory.mktemp("random_model"))
+
+
+@pytest.fixture(scope="session")
+def random_engine(random_model_dir: Path):
+    """`random_model_dir` loaded for inference on the CPU in fp32."""
+    from regionharmony.inference.engine import load_engine
+
+    return load_engine(random_model_dir, device="cpu", precision="fp32")

@@ -4,6 +4,7 @@ torch starts."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -60,3 +61,79 @@ def test_importing_the_package_sets_torch_threads_before_torch_starts():
     )
     threads, expected, policy = done.stdout.split()
     assert threads == expected and policy == "PASSIVE"
+
+
+def clean_environment() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMP_", "REGIONHARMONY_"))}
+    env.pop("ATEN_CPU_CAPABILITY", None)
+    env.pop("MKL_CBWR", None)
+    env["PYTHONPATH"] = str(REPO / "src")
+    return env
+
+
+def test_the_kernels_option_puts_the_command_and_its_children_on_the_portable_path(tmp_path):
+    """`regionharmony --kernels portable COMMAND` chooses the path before torch loads: torch
+    then runs ATen's scalar kernels on one thread without oneDNN, and a child process started
+    by the command inherits the path."""
+    script = (
+        "import os, subprocess, sys; from regionharmony.cli import main; "
+        f"assert main(['--kernels', 'portable', 'code-digest', '--out', {str(tmp_path)!r}]) == 0; "
+        "import torch, regionharmony.runtime as runtime; "
+        "print(runtime.kernel_facts()['kernels'], torch.get_num_threads(), "
+        "torch.backends.cpu.get_cpu_capability(), torch.backends.mkldnn.enabled, "
+        "os.environ['MKL_CBWR'], subprocess.run([sys.executable, '-c', "
+        "'import regionharmony.runtime as r; print(r.PORTABLE)'], capture_output=True, "
+        "text=True).stdout.strip())"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env=clean_environment(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.split() == ["portable", "1", "AVX2", "False", "COMPATIBLE", "True"]
+
+
+def test_the_kernels_option_refuses_a_path_torch_did_not_load_with():
+    """In a process whose torch is already loaded (native here), asking for the portable path
+    is one line naming the environment variable, not a silent native run."""
+    import torch  # noqa: F401  (loaded, as in any pytest process)
+
+    from regionharmony.cli import main, take_kernels
+    from regionharmony.errors import ConfigError
+
+    if os.environ.get("REGIONHARMONY_KERNELS") == "portable":
+        pytest.skip("this test process itself runs the portable path")
+    with pytest.raises(ConfigError, match="REGIONHARMONY_KERNELS=portable before Python"):
+        take_kernels(["--kernels", "portable", "train"])
+    assert take_kernels(["--kernels=native", "summary"]) == ["summary"]
+    assert main(["--kernels", "sideways", "summary"]) == 1
+
+
+def test_every_torch_stage_runs_on_the_switch_blocks_kernel_path():
+    """dvc.yaml: each stage that runs the network (train, evaluate, features, harmonize) passes
+    params.yaml's cpu_kernels as `--kernels` and depends on it; every switch names its path,
+    the embedded default the portable one."""
+    import yaml
+
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    torch_stage = re.compile(
+        r"regionharmony (?:--kernels \S+ )?(train|evaluate|features|harmonize) "
+    )
+    seen = 0
+    for name, stage in stages.items():
+        body = stage.get("do", stage)
+        commands = torch_stage.findall(body["cmd"])
+        if not commands:
+            continue
+        seen += 1
+        runs = body["cmd"].count("regionharmony --kernels ${cpu_kernels} ")
+        assert runs == len(commands), f"{name}: a command without --kernels ${{cpu_kernels}}"
+        assert "cpu_kernels" in body["params"], f"{name}: cpu_kernels is not among its params"
+    assert seen >= 10
+    paths = {
+        f.stem: yaml.safe_load(f.read_text())["cpu_kernels"] for f in REPO.glob("switches/*.yaml")
+    }
+    assert paths.pop("mini") == "portable" and set(paths.values()) == {"native"}
+    assert yaml.safe_load((REPO / "params.yaml").read_text())["cpu_kernels"] == "portable"

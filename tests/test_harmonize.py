@@ -1,102 +1,38 @@
 """regionharmony.harmonize, the network's part: native and bounded resolution, the strategies,
-the engine (BatchNorm folding, bf16), the package import. The shared helpers (`random_network`,
-`save_random_model`, `make_pair`, `write_pair`) live here; tests/test_harmonize_inputs.py,
-test_harmonize_command.py, test_harmonize_output.py and test_harmonize_faults.py import them."""
+the engine (BatchNorm folding, bf16), the package import. The shared helpers are in
+tests/harmonize_helpers.py, the random model's fixtures in conftest.py."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from harmonize_helpers import make_pair, random_network
 
-from regionharmony.inference.engine import Engine, fold_batchnorm, load_engine
+from regionharmony.inference.engine import fold_batchnorm, load_engine
 from regionharmony.inference.harmonize import harmonize
 from regionharmony.inference.strategies import carry_color, fit_color_transform, working_size
-from regionharmony.model.harmonizer import build_model
-from regionharmony.params import build_config
-
-TRAIN_SIZE = 32
-
-
-def random_network(seed: int = 0) -> torch.nn.Module:
-    """The mini profile with random weights standing in for a trained model: BatchNorm running
-    statistics calibrated on random batches (as training would set them) and a small non-zero
-    output layer, so that the network changes the foreground by about 10 levels (a fresh model
-    is the identity map, which would hide every bug)."""
-    torch.manual_seed(seed)
-    model = build_model(build_config("mini"))
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.momentum = None  # running statistics = the average over the batches below
-    torch.nn.init.normal_(model.to_rgb.weight, std=0.005)
-    model.train()
-    with torch.no_grad():
-        for _ in range(4):
-            mask = torch.zeros(4, 1, 64, 64)
-            mask[..., 10:40, 20:50] = 1
-            model(torch.rand(4, 3, 64, 64), mask)
-    return model.eval()
-
-
-def save_random_model(folder: Path, seed: int = 0) -> Path:
-    """A model directory as train.py writes it (model.pt + config.json) of `random_network`;
-    the other tests/test_harmonize_*.py files make their module's model with it."""
-    cfg = build_config("mini", {"train": {"image_size": TRAIN_SIZE}})
-    torch.save(random_network(seed).state_dict(), folder / "model.pt")
-    (folder / "config.json").write_text(json.dumps(cfg.to_dict()))
-    return folder
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_random_model(tmp_path_factory.mktemp("model"))
-
-
-@pytest.fixture(scope="module")
-def engine(model_dir: Path) -> Engine:
-    return load_engine(model_dir, device="cpu", precision="fp32")
-
-
-def make_pair(height: int = 53, width: int = 71, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """A textured composite (odd, non-square) with a brightened box foreground."""
-    rng = np.random.default_rng(seed)
-    composite = rng.integers(0, 200, (height, width, 3), dtype=np.uint8)
-    mask = np.zeros((height, width), bool)
-    mask[height // 5 : height // 2 + 3, width // 4 : width // 2 + 5] = True
-    composite[mask] = np.clip(composite[mask].astype(int) + 50, 0, 255).astype(np.uint8)
-    return composite, mask
-
-
-def write_pair(folder: Path, name: str, height=53, width=71, seed=1) -> tuple[Path, Path]:
-    composite, mask = make_pair(height, width, seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    comp_path, mask_path = folder / f"{name}.jpg", folder / f"{name}_mask.png"
-    Image.fromarray(composite).save(comp_path, quality=95)
-    Image.fromarray(mask.astype(np.uint8) * 255).save(mask_path)
-    return comp_path, mask_path
-
 
 # -- the network at native and bounded resolution ------------------------------------------------
 
 
 @pytest.mark.parametrize("strategy", ["color", "residual", "full"])
-def test_odd_non_square_image_round_trips_and_keeps_the_background(engine, strategy):
+def test_odd_non_square_image_round_trips_and_keeps_the_background(random_engine, strategy):
     composite, mask = make_pair(97, 131)  # larger than TRAIN_SIZE: the low-resolution path
-    out = np.asarray(harmonize(composite, mask, engine, strategy=strategy))
+    out = np.asarray(harmonize(composite, mask, random_engine, strategy=strategy))
     assert out.shape == composite.shape and out.dtype == np.uint8
     assert np.array_equal(out[~mask], composite[~mask])  # bit for bit outside the mask
     assert not np.array_equal(out[mask], composite[mask])  # and the network did something
 
 
-def test_small_image_runs_at_its_own_size(engine):
+def test_small_image_runs_at_its_own_size(random_engine):
     composite, mask = make_pair(21, 27)  # below max_side: every strategy is the same
-    outs = [np.asarray(harmonize(composite, mask, engine, strategy=s)) for s in ("color", "full")]
+    outs = [
+        np.asarray(harmonize(composite, mask, random_engine, strategy=s)) for s in ("color", "full")
+    ]
     assert outs[0].shape == (21, 27, 3)
     assert np.array_equal(outs[0], outs[1])
 
@@ -135,7 +71,7 @@ def test_batchnorm_folding_keeps_the_output():
         assert torch.allclose(network(x, m), folded(x, m), atol=1e-9)
 
 
-def test_bf16_output_is_within_tolerance_of_fp32(model_dir):
+def test_bf16_output_is_within_tolerance_of_fp32(random_model_dir):
     """The bf16 path (autocast) against fp32, on the 8-bit output of the network at the image's
     own size. Stated tolerance: over the foreground, mean |bf16 - fp32| <= 1 level and
     max <= 8 levels, for a network that changes the foreground by ~10 levels on average.
@@ -144,7 +80,10 @@ def test_bf16_output_is_within_tolerance_of_fp32(model_dir):
     outputs = {
         p: np.asarray(
             harmonize(
-                composite, mask, load_engine(model_dir, device="cpu", precision=p), strategy="full"
+                composite,
+                mask,
+                load_engine(random_model_dir, device="cpu", precision=p),
+                strategy="full",
             )
         ).astype(int)
         for p in ("fp32", "bf16")

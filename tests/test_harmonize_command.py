@@ -8,15 +8,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
-from PIL import Image
-from test_harmonize import (
+from harmonize_helpers import (
     make_pair,
-    save_random_model,
     write_pair,
 )
+from PIL import Image
 
-from regionharmony.inference.engine import Engine, load_engine
 from regionharmony.inference.harmonize import harmonize, main
 from regionharmony.inference.user_images import (
     load_composite,
@@ -25,31 +22,28 @@ from regionharmony.inference.user_images import (
 )
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_random_model(tmp_path_factory.mktemp("model"))
-
-
-@pytest.fixture(scope="module")
-def engine(model_dir: Path) -> Engine:
-    return load_engine(model_dir, device="cpu", precision="fp32")
-
-
-def test_command_inverts_the_mask_in_single_and_folder_mode(tmp_path, model_dir):
+def test_command_inverts_the_mask_in_single_and_folder_mode(tmp_path, random_model_dir):
     comp_path, mask_path = write_pair(tmp_path / "in", "a", 61, 45)
     options = ["--device", "cpu", "--precision", "fp32"]
     single = tmp_path / "single.png"
-    args = ["--checkpoint", str(model_dir), str(comp_path), str(mask_path), "--out", str(single)]
+    args = [
+        "--checkpoint",
+        str(random_model_dir),
+        str(comp_path),
+        str(mask_path),
+        "--out",
+        str(single),
+    ]
     assert main([*args, *options, "--invert-mask"]) == 0
     expected = harmonize(
-        comp_path, mask_path, model_dir, device="cpu", precision="fp32", invert_mask=True
+        comp_path, mask_path, random_model_dir, device="cpu", precision="fp32", invert_mask=True
     )
     assert np.asarray(Image.open(single)).tobytes() == np.asarray(expected).tobytes()
     mask = load_mask(mask_path)
     assert np.array_equal(np.asarray(expected)[mask], load_composite(comp_path)[mask])
 
     out = tmp_path / "folder"
-    folder = ["--checkpoint", str(model_dir), "--input-dir", str(tmp_path / "in")]
+    folder = ["--checkpoint", str(random_model_dir), "--input-dir", str(tmp_path / "in")]
     folder += ["--out-dir", str(out), "--no-progress", *options]
     assert main([*folder, "--invert-mask", "true"]) == 0
     assert (out / "a.png").read_bytes() == single.read_bytes()
@@ -57,12 +51,19 @@ def test_command_inverts_the_mask_in_single_and_folder_mode(tmp_path, model_dir)
     assert (out / "a.png").read_bytes() != single.read_bytes()
 
 
-def test_api_and_command_give_identical_bytes(tmp_path, model_dir):
+def test_api_and_command_give_identical_bytes(tmp_path, random_model_dir):
     comp_path, mask_path = write_pair(tmp_path / "in", "a", 61, 45)
     out = tmp_path / "cli.png"
-    args = ["--checkpoint", str(model_dir), str(comp_path), str(mask_path), "--out", str(out)]
+    args = [
+        "--checkpoint",
+        str(random_model_dir),
+        str(comp_path),
+        str(mask_path),
+        "--out",
+        str(out),
+    ]
     assert main([*args, "--device", "cpu", "--precision", "fp32"]) == 0
-    image = harmonize(comp_path, mask_path, model_dir, device="cpu", precision="fp32")
+    image = harmonize(comp_path, mask_path, random_model_dir, device="cpu", precision="fp32")
     assert np.asarray(image).tobytes() == np.asarray(Image.open(out)).tobytes()
     api = tmp_path / "api.png"
     save_image(image, api)  # the writer the command uses
@@ -70,35 +71,35 @@ def test_api_and_command_give_identical_bytes(tmp_path, model_dir):
     assert not list(out.parent.glob(".*tmp"))  # no temporary left behind
 
 
-def test_command_never_overwrites_an_input(tmp_path, model_dir, capsys):
+def test_command_never_overwrites_an_input(tmp_path, random_model_dir, capsys):
     comp_path, mask_path = write_pair(tmp_path, "a")
     png = tmp_path / "a.png"
     Image.open(comp_path).save(png)
     before = png.read_bytes()
-    args = ["--checkpoint", str(model_dir), str(png), str(mask_path), "--out", str(png)]
+    args = ["--checkpoint", str(random_model_dir), str(png), str(mask_path), "--out", str(png)]
     assert main(args) == 1
     assert png.read_bytes() == before
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "overwrite an input" in err and "Traceback" not in err
 
 
-def test_command_reports_bad_input_in_one_line(tmp_path, model_dir, capsys):
+def test_command_reports_bad_input_in_one_line(tmp_path, random_model_dir, capsys):
     comp_path, _ = write_pair(tmp_path, "a")
     empty = tmp_path / "empty.png"
     Image.fromarray(np.zeros((53, 71), np.uint8)).save(empty)
     out = tmp_path / "o.png"
-    args = ["--checkpoint", str(model_dir), str(comp_path), str(empty), "--out", str(out)]
+    args = ["--checkpoint", str(random_model_dir), str(comp_path), str(empty), "--out", str(out)]
     assert main(args) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "empty.png" in err and "empty mask" in err
     assert not (tmp_path / "o.png").exists()
 
 
-def test_unusable_model_is_a_one_line_error(tmp_path, model_dir, capsys):
+def test_unusable_model_is_a_one_line_error(tmp_path, random_model_dir, capsys):
     comp_path, mask_path = write_pair(tmp_path, "a")
     broken = tmp_path / "broken_model"
     broken.mkdir()
-    (broken / "config.json").write_text((model_dir / "config.json").read_text())
+    (broken / "config.json").write_text((random_model_dir / "config.json").read_text())
     (broken / "model.pt").write_bytes(b"not a checkpoint")
     out = tmp_path / "o.png"
     assert main(["--checkpoint", str(broken), str(comp_path), str(mask_path), "--out", str(out)])
@@ -108,7 +109,7 @@ def test_unusable_model_is_a_one_line_error(tmp_path, model_dir, capsys):
     assert not out.exists()
 
 
-def test_a_demonstration_model_says_so_once(model_dir, tmp_path, capsys):
+def test_a_demonstration_model_says_so_once(random_model_dir, tmp_path, capsys):
     """A model of the mini profile (its summary.json says so) is named a demonstration model
     once, with where a real one comes from; a model without that mark gets no note."""
     from PIL import Image
@@ -118,9 +119,9 @@ def test_a_demonstration_model_says_so_once(model_dir, tmp_path, capsys):
     Image.fromarray(mask.astype(np.uint8) * 255).save(tmp_path / "m.png")
     shutil_copy = __import__("shutil").copytree
     marked = tmp_path / "marked"
-    shutil_copy(model_dir, marked)
+    shutil_copy(random_model_dir, marked)
     (marked / "summary.json").write_text(json.dumps({"profile": "mini"}))
-    for folder, expected in ((model_dir, 0), (marked, 1)):
+    for folder, expected in ((random_model_dir, 0), (marked, 1)):
         out = tmp_path / f"out_{expected}.png"
         argv = ["--checkpoint", str(folder), "--device", "cpu"]
         assert (
@@ -129,7 +130,7 @@ def test_a_demonstration_model_says_so_once(model_dir, tmp_path, capsys):
         assert capsys.readouterr().err.count("demonstration model") == expected
 
 
-def test_folder_mode_skips_a_bad_pair_and_finishes_the_rest(tmp_path, model_dir, capsys):
+def test_folder_mode_skips_a_bad_pair_and_finishes_the_rest(tmp_path, random_model_dir, capsys):
     src = tmp_path / "in"
     write_pair(src, "good1", 40, 56, seed=1)
     write_pair(src, "good2", 33, 29, seed=2)
@@ -142,7 +143,7 @@ def test_folder_mode_skips_a_bad_pair_and_finishes_the_rest(tmp_path, model_dir,
     code = main(
         [
             "--checkpoint",
-            str(model_dir),
+            str(random_model_dir),
             "--input-dir",
             str(src),
             "--out-dir",
@@ -159,7 +160,7 @@ def test_folder_mode_skips_a_bad_pair_and_finishes_the_rest(tmp_path, model_dir,
     assert "Traceback" not in err
 
 
-def test_folder_mode_mask_dir_and_list_layouts(tmp_path, model_dir, root):
+def test_folder_mode_mask_dir_and_list_layouts(tmp_path, random_model_dir, root):
     # DIH99: image/NAME.png + mask/NAME.png
     composite, mask = make_pair(30, 44)
     (tmp_path / "image").mkdir()
@@ -167,7 +168,7 @@ def test_folder_mode_mask_dir_and_list_layouts(tmp_path, model_dir, root):
     Image.fromarray(composite).save(tmp_path / "image" / "0019.png")
     Image.fromarray(mask.astype(np.uint8) * 255).save(tmp_path / "mask" / "0019.png")
     out = tmp_path / "dih"
-    base = ["--checkpoint", str(model_dir), "--no-progress"]
+    base = ["--checkpoint", str(random_model_dir), "--no-progress"]
     assert (
         main(
             [
@@ -202,7 +203,7 @@ def test_folder_mode_mask_dir_and_list_layouts(tmp_path, model_dir, root):
     assert len(list(out.glob("*/*.png"))) == len((root / "IHD_test.txt").read_text().split())
 
 
-def test_folder_mode_realhm_suffixes(tmp_path, model_dir):
+def test_folder_mode_realhm_suffixes(tmp_path, random_model_dir):
     folder = tmp_path / "RealHM" / "vendor_testing_1"
     composite, mask = make_pair(30, 44)
     folder.mkdir(parents=True)
@@ -214,7 +215,7 @@ def test_folder_mode_realhm_suffixes(tmp_path, model_dir):
         main(
             [
                 "--checkpoint",
-                str(model_dir),
+                str(random_model_dir),
                 "--no-progress",
                 "--input-dir",
                 str(tmp_path / "RealHM"),
@@ -252,7 +253,7 @@ def test_recursive_accepts_a_bare_flag_or_a_boolean():
     assert parser.parse_args([*base, "--recursive", "True"]).recursive is True
 
 
-def test_the_command_loads_none_of_the_pipelines_heavy_modules(tmp_path, model_dir):
+def test_the_command_loads_none_of_the_pipelines_heavy_modules(tmp_path, random_model_dir):
     """dvc, pandas, scikit-learn, matplotlib and SciPy cost seconds to import and harmonize
     needs none of them (measured with python -X importtime)."""
     comp_path, mask_path = write_pair(tmp_path, "a")
@@ -262,7 +263,7 @@ def test_the_command_loads_none_of_the_pipelines_heavy_modules(tmp_path, model_d
         f"print(sorted({{m.split('.')[0] for m in sys.modules}} & {set(heavy)!r})); "
         "raise SystemExit(code)"
     )
-    argv = ["harmonize", "--checkpoint", str(model_dir), str(comp_path), str(mask_path)]
+    argv = ["harmonize", "--checkpoint", str(random_model_dir), str(comp_path), str(mask_path)]
     argv += ["--out", str(tmp_path / "o.png"), "--device", "cpu"]
     result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_harmonize import make_pair, save_random_model, write_pair
+from harmonize_helpers import make_pair, save_random_model, write_pair
 
 from regionharmony.cli import main as cli_main
 from regionharmony.errors import HarmonizeError

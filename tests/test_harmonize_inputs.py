@@ -9,30 +9,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-from test_harmonize import (
+from harmonize_helpers import (
     make_pair,
-    save_random_model,
 )
+from PIL import Image
 
 from regionharmony.errors import HarmonizeError
-from regionharmony.inference.engine import Engine, load_engine
 from regionharmony.inference.harmonize import harmonize, main
 from regionharmony.inference.user_images import (
     MASK_THRESHOLD,
     load_composite,
     load_mask,
 )
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_random_model(tmp_path_factory.mktemp("model"))
-
-
-@pytest.fixture(scope="module")
-def engine(model_dir: Path) -> Engine:
-    return load_engine(model_dir, device="cpu", precision="fp32")
 
 
 def test_exif_orientation_is_applied(tmp_path):
@@ -77,7 +65,7 @@ def test_mask_threshold_and_formats(tmp_path):
     assert load_mask(tmp_path / "cutout.png").tolist() == [[False, False, True, True]]
 
 
-def test_bad_inputs_give_named_errors(tmp_path, engine):
+def test_bad_inputs_give_named_errors(tmp_path, random_engine):
     composite, mask = make_pair(30, 40)
     unreadable = tmp_path / "broken.jpg"
     unreadable.write_bytes(b"not an image at all")
@@ -90,69 +78,75 @@ def test_bad_inputs_give_named_errors(tmp_path, engine):
     }
     for message, (comp, m) in cases.items():
         with pytest.raises(HarmonizeError, match=message):
-            harmonize(comp, m, engine)
+            harmonize(comp, m, random_engine)
     with pytest.raises(HarmonizeError, match="broken.jpg"):
-        harmonize(unreadable, mask, engine)
+        harmonize(unreadable, mask, random_engine)
 
 
-def test_float_arrays_must_be_in_0_1(engine):
+def test_float_arrays_must_be_in_0_1(random_engine):
     """A float array is read on the 0-1 scale; one in 0-255 (or below 0) is refused, not clipped
     to a near-white image. Overshoot of under half an 8-bit level is rounding: accepted."""
     composite, mask = make_pair(30, 40)
-    expected = np.asarray(harmonize(composite, mask, engine))
+    expected = np.asarray(harmonize(composite, mask, random_engine))
     as_float = composite.astype(np.float32) / 255
-    assert np.array_equal(np.asarray(harmonize(as_float, mask, engine)), expected)
+    assert np.array_equal(np.asarray(harmonize(as_float, mask, random_engine)), expected)
     nudged = as_float.copy()
     nudged[0, 0] = [1.001, -0.001, 0.5]
-    harmonize(nudged, mask, engine)
+    harmonize(nudged, mask, random_engine)
     rule = r"float array with values from .* must be in \[0, 1\] .*uint8.*divide by 255"
     for bad in (composite.astype(np.float32), composite.astype(np.float64) / 127.5 - 1):
         with pytest.raises(HarmonizeError, match=rule):
-            harmonize(bad, mask, engine)
+            harmonize(bad, mask, random_engine)
     with pytest.raises(HarmonizeError, match=f"^mask: {rule}"):
-        harmonize(composite, mask.astype(np.float32) * 255, engine)
+        harmonize(composite, mask.astype(np.float32) * 255, random_engine)
     with pytest.raises(HarmonizeError, match="composite: float array with values from 0 to 199"):
-        harmonize(np.where(mask[..., None], 0, 199).astype(np.float32).repeat(3, 2), mask, engine)
+        harmonize(
+            np.where(mask[..., None], 0, 199).astype(np.float32).repeat(3, 2), mask, random_engine
+        )
 
 
 @pytest.mark.parametrize("size", [(97, 131), (21, 27)], ids=["low_resolution", "own_size"])
-def test_an_inverted_mask_harmonises_the_other_region(engine, size):
+def test_an_inverted_mask_harmonises_the_other_region(random_engine, size):
     composite, mask = make_pair(*size)
-    out = np.asarray(harmonize(composite, mask, engine, invert_mask=True))
+    out = np.asarray(harmonize(composite, mask, random_engine, invert_mask=True))
     assert np.array_equal(out[mask], composite[mask])  # the original foreground is kept
     assert not np.array_equal(out[~mask], composite[~mask])  # the rest was harmonised
-    assert np.array_equal(out, np.asarray(harmonize(composite, ~mask, engine)))
+    assert np.array_equal(out, np.asarray(harmonize(composite, ~mask, random_engine)))
 
 
-def test_inverting_twice_is_not_inverting(engine, tmp_path):
+def test_inverting_twice_is_not_inverting(random_engine, tmp_path):
     composite, mask = make_pair(60, 44, seed=4)
-    plain = np.asarray(harmonize(composite, mask, engine))
-    assert np.array_equal(np.asarray(harmonize(composite, ~mask, engine, invert_mask=True)), plain)
+    plain = np.asarray(harmonize(composite, mask, random_engine))
+    assert np.array_equal(
+        np.asarray(harmonize(composite, ~mask, random_engine, invert_mask=True)), plain
+    )
     # through files, and with a soft (grey-level) mask: the threshold is applied first, then
     # the inversion, so grey 127 counts as background and 128 as foreground
     soft = np.where(mask, 128, 127).astype(np.uint8)
     inverted = np.where(mask, 127, 128).astype(np.uint8)
     Image.fromarray(soft).save(tmp_path / "soft.png")
     Image.fromarray(inverted).save(tmp_path / "inverted.png")
-    assert np.array_equal(np.asarray(harmonize(composite, tmp_path / "soft.png", engine)), plain)
-    twice = harmonize(composite, tmp_path / "inverted.png", engine, invert_mask=True)
+    assert np.array_equal(
+        np.asarray(harmonize(composite, tmp_path / "soft.png", random_engine)), plain
+    )
+    twice = harmonize(composite, tmp_path / "inverted.png", random_engine, invert_mask=True)
     assert np.array_equal(np.asarray(twice), plain)
 
 
-def test_the_package_function_takes_invert_mask(engine):
+def test_the_package_function_takes_invert_mask(random_engine):
     import regionharmony
 
     composite, mask = make_pair(30, 40)
-    out = np.asarray(regionharmony.harmonize(composite, mask, engine, invert_mask=True))
+    out = np.asarray(regionharmony.harmonize(composite, mask, random_engine, invert_mask=True))
     assert np.array_equal(out[mask], composite[mask])
 
 
-def test_an_inverted_mask_without_background_is_refused_saying_so(engine):
+def test_an_inverted_mask_without_background_is_refused_saying_so(random_engine):
     composite, mask = make_pair(30, 40)
     with pytest.raises(HarmonizeError, match="--invert-mask"):
-        harmonize(composite, np.zeros_like(mask), engine, invert_mask=True)
+        harmonize(composite, np.zeros_like(mask), random_engine, invert_mask=True)
     with pytest.raises(HarmonizeError, match="--invert-mask"):
-        harmonize(composite, np.ones_like(mask), engine, invert_mask=True)
+        harmonize(composite, np.ones_like(mask), random_engine, invert_mask=True)
 
 
 # -- greyscale composites and files of several frames ------------------------------------------
@@ -183,28 +177,35 @@ def grey_file(tmp_path: Path, kind: str) -> tuple[Path, np.ndarray]:
 
 @pytest.mark.parametrize("kind", ["L", "LA", "I;16", "JPEG", "RGB"])
 @pytest.mark.parametrize("strategy", ["color", "full"])
-def test_a_greyscale_composite_gives_a_greyscale_result(tmp_path, engine, kind, strategy):
+def test_a_greyscale_composite_gives_a_greyscale_result(tmp_path, random_engine, kind, strategy):
     path, grey = grey_file(tmp_path, kind)
     _, mask = make_pair(53, 71, seed=6)
-    out = np.asarray(harmonize(path, mask, engine, strategy=strategy))
+    out = np.asarray(harmonize(path, mask, random_engine, strategy=strategy))
     assert out.shape == (53, 71, 3) and channel_spread(out) == 0
     assert np.array_equal(out[~mask][:, 0], grey[~mask])  # the background, bit for bit
     assert np.abs(out[mask][:, 0].astype(int) - grey[mask]).mean() > 1  # and it was harmonised
 
 
-def test_a_colour_composite_stays_in_colour(engine):
+def test_a_colour_composite_stays_in_colour(random_engine):
     composite, mask = make_pair(53, 71, seed=6)
     composite[..., 0] = composite[..., 1]  # two equal channels are not greyscale
-    out = np.asarray(harmonize(composite, mask, engine))
+    out = np.asarray(harmonize(composite, mask, random_engine))
     assert channel_spread(out[mask][None]) > 0
 
 
-def test_the_command_writes_a_greyscale_result_for_a_greyscale_file(tmp_path, model_dir):
+def test_the_command_writes_a_greyscale_result_for_a_greyscale_file(tmp_path, random_model_dir):
     path, grey = grey_file(tmp_path, "L")
     _, mask = make_pair(53, 71, seed=6)
     Image.fromarray(mask.astype(np.uint8) * 255).save(tmp_path / "m.png")
     out = tmp_path / "out.png"
-    argv = ["--checkpoint", str(model_dir), str(path), str(tmp_path / "m.png"), "--out", str(out)]
+    argv = [
+        "--checkpoint",
+        str(random_model_dir),
+        str(path),
+        str(tmp_path / "m.png"),
+        "--out",
+        str(out),
+    ]
     assert main([*argv, "--device", "cpu"]) == 0
     assert channel_spread(np.asarray(Image.open(out).convert("RGB"))) == 0
 

@@ -9,29 +9,16 @@ import argparse
 import io
 import struct
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
+from harmonize_helpers import make_pair, write_pair
 from PIL import Image
-from test_harmonize import make_pair, save_random_model, write_pair
 
 from regionharmony.errors import HarmonizeError
 from regionharmony.inference import memory, png
-from regionharmony.inference.engine import Engine, load_engine
 from regionharmony.inference.harmonize import add_arguments, harmonize, main
 from regionharmony.inference.strategies import harmonize_arrays, paste, run_network
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_random_model(tmp_path_factory.mktemp("model"))
-
-
-@pytest.fixture(scope="module")
-def engine(model_dir: Path) -> Engine:
-    return load_engine(model_dir, device="cpu", precision="fp32")
-
 
 # -- the PNG writer --------------------------------------------------------------------------
 
@@ -114,14 +101,14 @@ def test_saved_png_is_as_small_as_pillows(tmp_path):
 # -- the same bits as the torch path -------------------------------------------------------------
 
 
-def test_run_network_gives_the_bits_of_the_torch_blend(engine):
+def test_run_network_gives_the_bits_of_the_torch_blend(random_engine):
     from regionharmony.data.dataset import to_tensor
     from regionharmony.model.harmonizer import blend
 
     composite, mask = make_pair(40, 56, seed=3)
     comp_t, mask_t = to_tensor(composite)[None], to_tensor(mask)[None]
-    expected = blend(engine(comp_t, mask_t), comp_t, mask_t)[0].permute(1, 2, 0).numpy()
-    got = run_network(engine, composite, mask)
+    expected = blend(random_engine(comp_t, mask_t), comp_t, mask_t)[0].permute(1, 2, 0).numpy()
+    got = run_network(random_engine, composite, mask)
     assert got.dtype == np.float32 and np.array_equal(got, expected)
     assert np.abs(got - composite / 255).max() > 0.01  # the network changed something
 
@@ -138,22 +125,31 @@ def test_paste_quantises_as_before():
 
 
 def test_full_is_refused_in_one_line_when_it_would_not_fit(
-    engine, model_dir, tmp_path, capsys, monkeypatch
+    random_engine, random_model_dir, tmp_path, capsys, monkeypatch
 ):
     composite, mask = make_pair(97, 131)
-    needed = memory.full_strategy_bytes(112 * 144, engine.base_width)  # padded to 16
+    needed = memory.full_strategy_bytes(112 * 144, random_engine.base_width)  # padded to 16
     monkeypatch.setattr(memory, "available_memory", lambda: needed - 1)
     with pytest.raises(HarmonizeError, match=r"--strategy full on a 131x97 composite needs") as err:
-        harmonize_arrays(composite, mask, engine, strategy="full")
+        harmonize_arrays(composite, mask, random_engine, strategy="full")
     assert "free" in str(err.value) and "\n" not in str(err.value)
-    harmonize_arrays(composite, mask, engine, strategy="color")  # the default is not affected
+    harmonize_arrays(
+        composite, mask, random_engine, strategy="color"
+    )  # the default is not affected
     monkeypatch.setattr(memory, "available_memory", lambda: needed)
-    harmonize_arrays(composite, mask, engine, strategy="full")  # just fits: runs
+    harmonize_arrays(composite, mask, random_engine, strategy="full")  # just fits: runs
     # the command: one line, nothing written
     monkeypatch.setattr(memory, "available_memory", lambda: 10**6)
     comp_path, mask_path = write_pair(tmp_path, "a", 97, 131)
     out = tmp_path / "o.png"
-    argv = ["--checkpoint", str(model_dir), str(comp_path), str(mask_path), "--out", str(out)]
+    argv = [
+        "--checkpoint",
+        str(random_model_dir),
+        str(comp_path),
+        str(mask_path),
+        "--out",
+        str(out),
+    ]
     assert main([*argv, "--strategy", "full"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: --strategy full on a 131x97 composite") and err.count("\n") == 1
@@ -190,9 +186,9 @@ def test_help_says_what_each_strategy_is_for():
         assert words in text, words
 
 
-def test_a_small_image_runs_full_without_a_memory_check(engine, monkeypatch):
+def test_a_small_image_runs_full_without_a_memory_check(random_engine, monkeypatch):
     """At or below the working size every strategy is the network at the image's own size."""
     monkeypatch.setattr(memory, "available_memory", lambda: 0)
     composite, mask = make_pair(21, 27)
-    out = harmonize(composite, mask, engine, strategy="full")
+    out = harmonize(composite, mask, random_engine, strategy="full")
     assert np.asarray(out).shape == (21, 27, 3)

@@ -12,8 +12,8 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from harmonize_helpers import TRAIN_SIZE, make_pair, random_network, save_random_model, write_pair
 from PIL import Image
-from test_harmonize import TRAIN_SIZE, make_pair, random_network, save_random_model, write_pair
 
 from regionharmony.cli import main as cli_main
 from regionharmony.errors import HarmonizeError

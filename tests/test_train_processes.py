@@ -63,3 +63,22 @@ def test_a_second_trainer_on_the_same_checkpoint_directory_is_refused(tiny_root,
     finally:
         first.kill()
         first.wait(timeout=30)
+
+
+def test_one_thread_seed_runs_share_the_cores_and_wider_runs_divide_them(monkeypatch):
+    """`train --num-seeds` on the CPU: one-thread runs up to twice the cores at once (3 seeds
+    on 2 cores, no second round), runs of T threads the cores over T, one on a GPU."""
+    import torch
+
+    from regionharmony import train
+    from regionharmony.params import build_config
+
+    cfg = build_config("mini", {"train": {"device": "cpu"}})
+    monkeypatch.setattr(train, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert train.auto_jobs(cfg) == 4
+    monkeypatch.setattr(train, "usable_cpus", lambda: 16)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 8)
+    assert train.auto_jobs(cfg) == 2
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert train.auto_jobs(build_config("mini", {"train": {"device": "cuda"}})) == 1

@@ -24,9 +24,11 @@ set them in the environment before starting Python, or call ``torch.set_num_thre
 The kernel path is the second knob, ``REGIONHARMONY_KERNELS``: unset or ``native``, torch's
 fastest kernels for this CPU (their rounding depends on its vector width and caches);
 ``portable``, the setting that gave the same bytes under every stand-in for another CPU kind
-(docs/pipeline.md, 'The same bytes on another CPU'): ATen's scalar kernels
-(``ATEN_CPU_CAPABILITY=default``), MKL's reproducible mode (``MKL_CBWR=COMPATIBLE``) and one
-thread, all forced, plus oneDNN and NNPACK off once torch is loaded (`runtime.py`). The
+(docs/pipeline.md, 'The same bytes on another CPU'): ATen's AVX2 kernels whatever the CPU's own
+width (``ATEN_CPU_CAPABILITY=avx2``: torch's code, the same instructions on every x86-64 CPU
+with AVX2 and FMA), MKL's reproducible branch for Intel and compatible CPUs
+(``MKL_CBWR=COMPATIBLE``) and one thread, all forced, plus oneDNN and NNPACK off once torch is
+loaded (`runtime.py`). The
 command line's ``regionharmony --kernels PATH COMMAND`` sets it for one command (`choose_kernels`);
 the pipeline's stages pass params.yaml's ``cpu_kernels`` that way.
 """
@@ -41,7 +43,7 @@ from collections.abc import MutableMapping
 KNOB = "REGIONHARMONY_THREADS"
 KERNELS_KNOB = "REGIONHARMONY_KERNELS"
 # what the portable kernel path forces before torch loads (see the module docstring)
-PORTABLE_ENVIRONMENT = {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE"}
+PORTABLE_ENVIRONMENT = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "COMPATIBLE"}
 
 
 def kernel_path(environ: MutableMapping[str, str] | None = None) -> str:

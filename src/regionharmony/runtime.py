@@ -7,6 +7,7 @@ import ctypes
 import os
 import signal
 import sys
+import warnings
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
@@ -22,12 +23,21 @@ def use_portable_kernels() -> bool:
     convolutions of batch >= 16 once oneDNN is off), one thread. True when it applied them."""
     if kernel_path() != "portable":
         return False
+    if torch.backends.cpu.get_cpu_capability() != PORTABLE_CAPABILITY:
+        warnings.warn(
+            f"this CPU runs ATen's {torch.backends.cpu.get_cpu_capability()} kernels, not the "
+            f"portable path's {PORTABLE_CAPABILITY} (it lacks AVX2 or FMA, or "
+            "ATEN_CPU_CAPABILITY was set after torch loaded): its results differ in the last "
+            "digits from an AVX2 CPU's, such as the committed dvc.lock",
+            stacklevel=2,
+        )
     torch.backends.mkldnn.enabled = False
     torch.backends.nnpack.enabled = False
     torch.set_num_threads(1)
     return True
 
 
+PORTABLE_CAPABILITY = "AVX2"  # what cpu_threads.PORTABLE_ENVIRONMENT asks ATen for
 PORTABLE = use_portable_kernels()
 
 
