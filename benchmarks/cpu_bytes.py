@@ -5,14 +5,16 @@ whatever the CPU's vector width: each setting trained once per ISA cap, side by 
 
 One machine has one CPU kind, so caps stand in for other CPUs: ATen's kernels capped at AVX2 or
 at no vector ISA (`ATEN_CPU_CAPABILITY`), oneDNN's at AVX2 (`ONEDNN_MAX_CPU_ISA`), MKL's at AVX2
-(`MKL_ENABLE_INSTRUCTIONS`), glibc's libm without its AVX2/FMA variants (`GLIBC_TUNABLES`),
-and 2 threads instead of 1 (`REGIONHARMONY_THREADS`). A setting S
+or SSE4.2 (`MKL_ENABLE_INSTRUCTIONS`), glibc's libm without its AVX2/FMA variants
+(`GLIBC_TUNABLES`), and 2 threads instead of 1 (`REGIONHARMONY_THREADS`). A setting S
 makes the bytes CPU-independent only if model.pt is the same under every cap with S on.
-Settings: today's defaults; oneDNN off (`torch.backends.mkldnn.enabled = False`: convolutions
-through ATen's im2col + MKL sgemm); MKL's conditional numerical reproducibility (`MKL_CBWR`,
-COMPATIBLE or AVX2); oneDNN off with either; the package's switch REGIONHARMONY_KERNELS=portable
-(`regionharmony.cpu_threads`). Each row: the model's sha256 prefix, the
-training's wall time (process start included) and its ratio to the first row's.
+Settings: today's defaults; oneDNN (and NNPACK) off (`torch.backends.mkldnn.enabled = False`:
+convolutions through ATen's im2col + MKL sgemm); MKL's conditional numerical reproducibility
+(`MKL_CBWR`, COMPATIBLE or AVX2); oneDNN off with either; the portable path with ATen's scalar
+kernels or MKL's AVX2 branch instead; the package's switch REGIONHARMONY_KERNELS=portable
+(`regionharmony.cpu_threads`). Each row: the model's sha256 prefix, the training's wall time
+(process start included) and its ratio to the first row's. `--epochs 15` on the default root is
+60 steps, as many as a mini training.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import sys
 import regionharmony  # the thread policy before torch
 import torch
 torch.backends.mkldnn.enabled = {mkldnn}
+torch.backends.nnpack.enabled = {mkldnn}
 from regionharmony.cli import main
 raise SystemExit(main(sys.argv[1:]))
 """
@@ -41,6 +44,7 @@ CAPS = {
     "ATen default": {"ATEN_CPU_CAPABILITY": "default"},
     "oneDNN avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2"},
     "MKL avx2": {"MKL_ENABLE_INSTRUCTIONS": "AVX2"},
+    "MKL sse4_2": {"MKL_ENABLE_INSTRUCTIONS": "SSE4_2"},
     "2 threads": {"REGIONHARMONY_THREADS": "2"},
     "glibc no AVX2/FMA": {"GLIBC_TUNABLES": "glibc.cpu.hwcaps=-AVX2,-FMA,-AVX512F"},
 }
@@ -50,7 +54,18 @@ SETTINGS = {
     "MKL_CBWR=COMPATIBLE": (True, {"MKL_CBWR": "COMPATIBLE"}),
     "oneDNN off + MKL_CBWR": (False, {"MKL_CBWR": "COMPATIBLE"}),
     "oneDNN off + MKL_CBWR=AVX2": (False, {"MKL_CBWR": "AVX2"}),
-    # the package's switch: ATen scalar, MKL_CBWR=COMPATIBLE, one thread, oneDNN + NNPACK off
+    # the portable path's alternatives, by hand: ATen's scalar kernels (cross-vendor, slower);
+    # MKL's AVX2 branch (faster; Intel documents its reproducibility for Intel CPUs only)
+    "portable, ATen scalar": (
+        False,
+        {"REGIONHARMONY_THREADS": "1", "ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE"},
+    ),
+    "portable, MKL_CBWR=AVX2": (
+        False,
+        {"REGIONHARMONY_THREADS": "1", "ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2"},
+    ),
+    # the package's switch: ATen's AVX2 kernels forced, MKL_CBWR=COMPATIBLE, one thread, oneDNN
+    # and NNPACK off (ATen caps do not apply to it: it forces its own)
     "REGIONHARMONY_KERNELS=portable": (True, {"REGIONHARMONY_KERNELS": "portable"}),
 }
 
