@@ -63,3 +63,8 @@ def write_pair(folder: Path, name: str, height=53, width=71, seed=1) -> tuple[Pa
     Image.fromarray(composite).save(comp_path, quality=95)
     Image.fromarray(mask.astype(np.uint8) * 255).save(mask_path)
     return comp_path, mask_path
+
+
+def single_image_args(model_dir: Path, composite: Path, mask: Path, out: Path) -> list[str]:
+    """`harmonize`'s arguments for one composite: --checkpoint MODEL COMPOSITE MASK --out OUT."""
+    return ["--checkpoint", str(model_dir), str(composite), str(mask), "--out", str(out)]

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from harmonize_helpers import (
     make_pair,
+    single_image_args,
     write_pair,
 )
 from PIL import Image
@@ -26,14 +27,7 @@ def test_command_inverts_the_mask_in_single_and_folder_mode(tmp_path, random_mod
     comp_path, mask_path = write_pair(tmp_path / "in", "a", 61, 45)
     options = ["--device", "cpu", "--precision", "fp32"]
     single = tmp_path / "single.png"
-    args = [
-        "--checkpoint",
-        str(random_model_dir),
-        str(comp_path),
-        str(mask_path),
-        "--out",
-        str(single),
-    ]
+    args = single_image_args(random_model_dir, comp_path, mask_path, single)
     assert main([*args, *options, "--invert-mask"]) == 0
     expected = harmonize(
         comp_path, mask_path, random_model_dir, device="cpu", precision="fp32", invert_mask=True
@@ -54,14 +48,7 @@ def test_command_inverts_the_mask_in_single_and_folder_mode(tmp_path, random_mod
 def test_api_and_command_give_identical_bytes(tmp_path, random_model_dir):
     comp_path, mask_path = write_pair(tmp_path / "in", "a", 61, 45)
     out = tmp_path / "cli.png"
-    args = [
-        "--checkpoint",
-        str(random_model_dir),
-        str(comp_path),
-        str(mask_path),
-        "--out",
-        str(out),
-    ]
+    args = single_image_args(random_model_dir, comp_path, mask_path, out)
     assert main([*args, "--device", "cpu", "--precision", "fp32"]) == 0
     image = harmonize(comp_path, mask_path, random_model_dir, device="cpu", precision="fp32")
     assert np.asarray(image).tobytes() == np.asarray(Image.open(out)).tobytes()
@@ -76,7 +63,7 @@ def test_command_never_overwrites_an_input(tmp_path, random_model_dir, capsys):
     png = tmp_path / "a.png"
     Image.open(comp_path).save(png)
     before = png.read_bytes()
-    args = ["--checkpoint", str(random_model_dir), str(png), str(mask_path), "--out", str(png)]
+    args = single_image_args(random_model_dir, png, mask_path, png)
     assert main(args) == 1
     assert png.read_bytes() == before
     err = capsys.readouterr().err
@@ -88,7 +75,7 @@ def test_command_reports_bad_input_in_one_line(tmp_path, random_model_dir, capsy
     empty = tmp_path / "empty.png"
     Image.fromarray(np.zeros((53, 71), np.uint8)).save(empty)
     out = tmp_path / "o.png"
-    args = ["--checkpoint", str(random_model_dir), str(comp_path), str(empty), "--out", str(out)]
+    args = single_image_args(random_model_dir, comp_path, empty, out)
     assert main(args) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "empty.png" in err and "empty mask" in err

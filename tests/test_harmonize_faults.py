@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from harmonize_helpers import make_pair, save_random_model, write_pair
+from harmonize_helpers import make_pair, save_random_model, single_image_args, write_pair
 
 from regionharmony.cli import main as cli_main
 from regionharmony.errors import HarmonizeError
@@ -151,7 +151,7 @@ def test_single_mode_removes_a_stale_temporary_of_its_output(tmp_path, model_dir
     out = tmp_path / "o.png"
     stale = tmp_path / f".o.png.{dead_pid()}.tmp"
     stale.write_bytes(b"truncated")
-    args = ["--checkpoint", str(model_dir), str(comp_path), str(mask_path), "--out", str(out)]
+    args = single_image_args(model_dir, comp_path, mask_path, out)
     assert main([*args, "--device", "cpu", "--precision", "fp32"]) == 0
     assert out.is_file() and not stale.exists()
 

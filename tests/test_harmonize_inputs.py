@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from harmonize_helpers import (
     make_pair,
+    single_image_args,
 )
 from PIL import Image
 
@@ -198,14 +199,7 @@ def test_the_command_writes_a_greyscale_result_for_a_greyscale_file(tmp_path, ra
     _, mask = make_pair(53, 71, seed=6)
     Image.fromarray(mask.astype(np.uint8) * 255).save(tmp_path / "m.png")
     out = tmp_path / "out.png"
-    argv = [
-        "--checkpoint",
-        str(random_model_dir),
-        str(path),
-        str(tmp_path / "m.png"),
-        "--out",
-        str(out),
-    ]
+    argv = single_image_args(random_model_dir, path, tmp_path / "m.png", out)
     assert main([*argv, "--device", "cpu"]) == 0
     assert channel_spread(np.asarray(Image.open(out).convert("RGB"))) == 0
 

@@ -12,7 +12,7 @@ import zlib
 
 import numpy as np
 import pytest
-from harmonize_helpers import make_pair, write_pair
+from harmonize_helpers import make_pair, single_image_args, write_pair
 from PIL import Image
 
 from regionharmony.errors import HarmonizeError
@@ -142,14 +142,7 @@ def test_full_is_refused_in_one_line_when_it_would_not_fit(
     monkeypatch.setattr(memory, "available_memory", lambda: 10**6)
     comp_path, mask_path = write_pair(tmp_path, "a", 97, 131)
     out = tmp_path / "o.png"
-    argv = [
-        "--checkpoint",
-        str(random_model_dir),
-        str(comp_path),
-        str(mask_path),
-        "--out",
-        str(out),
-    ]
+    argv = single_image_args(random_model_dir, comp_path, mask_path, out)
     assert main([*argv, "--strategy", "full"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: --strategy full on a 131x97 composite") and err.count("\n") == 1
